@@ -1,0 +1,391 @@
+//! The claims of a token, in AuthX's layout.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The kind of a token: access tokens open resources, refresh tokens mint access tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// A short-lived token for resources.
+    Access,
+    /// A long-lived token accepted only by refresh routes.
+    Refresh,
+}
+
+impl TokenType {
+    /// The value of the `type` claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+}
+
+impl fmt::Display for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for TokenType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TokenType;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#""access" or "refresh""#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TokenType, E> {
+                // A positive match only: an unknown type is not "not refresh" (RFC 8725 §3.12).
+                match v {
+                    "access" => Ok(TokenType::Access),
+                    "refresh" => Ok(TokenType::Refresh),
+                    _ => Err(E::custom("unknown token type")),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The verified claims of a token, as issued by this crate or by AuthX.
+///
+/// Registered claims are fields; every other top-level claim is kept in
+/// [`extra`](Self::extra). Parsing rejects duplicate keys (RFC 7519 §4), numeric
+/// dates that are not non-negative numbers (AuthX writes `exp` as a float, which is
+/// accepted), and unknown `type` values.
+///
+/// ```
+/// use tower_jwt_auth::{TokenPayload, TokenType};
+///
+/// let claims: TokenPayload = serde_json::from_str(
+///     r#"{"sub":"alice","jti":"1","type":"access","fresh":false,"csrf":"",
+///         "iat":1700000000,"exp":1795627160.299861,"tenant":"t1"}"#,
+/// ).unwrap();
+/// assert_eq!(claims.token_type, TokenType::Access);
+/// assert_eq!(claims.exp, 1795627160);
+/// assert_eq!(claims.extra["tenant"], "t1");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TokenPayload {
+    /// Subject: who the token is about.
+    pub sub: String,
+    /// Unique token id (uuid4), the handle for revocation.
+    pub jti: String,
+    /// Access or refresh.
+    pub token_type: TokenType,
+    /// Whether the access token came straight from a login (not from a refresh).
+    pub fresh: bool,
+    /// The CSRF value bound to this token (empty when CSRF is off).
+    pub csrf: Option<String>,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Not before, seconds since the epoch.
+    pub nbf: Option<u64>,
+    /// Expires at, seconds since the epoch.
+    pub exp: u64,
+    /// Issuer.
+    pub iss: Option<String>,
+    /// Audiences (one or several).
+    pub aud: Option<Vec<String>>,
+    /// Scopes granted to the token.
+    pub scopes: Option<Vec<String>>,
+    /// Refresh-token family id (refresh tokens only), kept across rotations.
+    pub family: Option<String>,
+    /// Every other top-level claim.
+    pub extra: Map<String, Value>,
+}
+
+impl TokenPayload {
+    /// Whether the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes
+            .as_deref()
+            .is_some_and(|s| s.iter().any(|x| x == scope))
+    }
+
+    /// A custom claim deserialized as `T`, if present and of that type.
+    pub fn claim<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.extra
+            .get(name)
+            .and_then(|v| T::deserialize(v).ok())
+    }
+}
+
+impl Serialize for TokenPayload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("sub", &self.sub)?;
+        m.serialize_entry("jti", &self.jti)?;
+        m.serialize_entry("type", &self.token_type)?;
+        if self.token_type == TokenType::Access {
+            m.serialize_entry("fresh", &self.fresh)?;
+        }
+        if let Some(csrf) = &self.csrf {
+            m.serialize_entry("csrf", csrf)?;
+        }
+        m.serialize_entry("iat", &self.iat)?;
+        if let Some(nbf) = self.nbf {
+            m.serialize_entry("nbf", &nbf)?;
+        }
+        m.serialize_entry("exp", &self.exp)?;
+        if let Some(iss) = &self.iss {
+            m.serialize_entry("iss", iss)?;
+        }
+        match self.aud.as_deref() {
+            Some([one]) => m.serialize_entry("aud", one)?,
+            Some(many) => m.serialize_entry("aud", many)?,
+            None => {}
+        }
+        if let Some(scopes) = &self.scopes {
+            m.serialize_entry("scopes", scopes)?;
+        }
+        if let Some(family) = &self.family {
+            m.serialize_entry("fam", family)?;
+        }
+        for (k, v) in &self.extra {
+            if !is_registered(k) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+// Registered names in `extra` are skipped on output so a token never carries a key twice.
+const REGISTERED: [&str; 12] = [
+    "sub", "jti", "type", "fresh", "csrf", "iat", "nbf", "exp", "iss", "aud", "scopes", "fam",
+];
+
+fn is_registered(k: &str) -> bool {
+    REGISTERED.contains(&k)
+}
+
+enum Field {
+    Sub,
+    Jti,
+    Type,
+    Fresh,
+    Csrf,
+    Iat,
+    Nbf,
+    Exp,
+    Iss,
+    Aud,
+    Scopes,
+    Family,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+                Ok(match v {
+                    "sub" => Field::Sub,
+                    "jti" => Field::Jti,
+                    "type" => Field::Type,
+                    "fresh" => Field::Fresh,
+                    "csrf" => Field::Csrf,
+                    "iat" => Field::Iat,
+                    "nbf" => Field::Nbf,
+                    "exp" => Field::Exp,
+                    "iss" => Field::Iss,
+                    "aud" => Field::Aud,
+                    "scopes" => Field::Scopes,
+                    "fam" => Field::Family,
+                    other => Field::Other(other.to_owned()),
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative integer or finite float, rounded
+/// like `jsonwebtoken` does. Strings, null, booleans and negatives are refused.
+struct NumericDate(u64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                u64::try_from(v)
+                    .map(NumericDate)
+                    .map_err(|_| E::custom("negative NumericDate"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 {
+                    // In range by the check above; `as` saturates anyway.
+                    Ok(NumericDate(v.round() as u64))
+                } else {
+                    Err(E::custom("NumericDate out of range"))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
+struct Audience(Vec<String>);
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(Audience(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn set<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for TokenPayload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TokenPayload;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JWT claims object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TokenPayload, A::Error> {
+                let (mut sub, mut jti, mut ty, mut fresh, mut csrf) = (None, None, None, None, None);
+                let (mut iat, mut nbf, mut exp) = (None, None, None);
+                let (mut iss, mut aud, mut scopes, mut family) = (None, None, None, None);
+                let mut extra = Map::new();
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::Sub => set(&mut sub, map.next_value::<String>()?, "sub")?,
+                        Field::Jti => set(&mut jti, map.next_value::<String>()?, "jti")?,
+                        Field::Type => set(&mut ty, map.next_value::<TokenType>()?, "type")?,
+                        Field::Fresh => set(&mut fresh, map.next_value::<bool>()?, "fresh")?,
+                        Field::Csrf => set(&mut csrf, map.next_value::<String>()?, "csrf")?,
+                        Field::Iat => set(&mut iat, map.next_value::<NumericDate>()?.0, "iat")?,
+                        Field::Nbf => set(&mut nbf, map.next_value::<NumericDate>()?.0, "nbf")?,
+                        Field::Exp => set(&mut exp, map.next_value::<NumericDate>()?.0, "exp")?,
+                        Field::Iss => set(&mut iss, map.next_value::<String>()?, "iss")?,
+                        Field::Aud => set(&mut aud, map.next_value::<Audience>()?.0, "aud")?,
+                        Field::Scopes => {
+                            set(&mut scopes, map.next_value::<Vec<String>>()?, "scopes")?
+                        }
+                        Field::Family => set(&mut family, map.next_value::<String>()?, "fam")?,
+                        Field::Other(name) => {
+                            let value = map.next_value::<Value>()?;
+                            if extra.insert(name, value).is_some() {
+                                return Err(de::Error::custom("duplicate claim"));
+                            }
+                        }
+                    }
+                }
+                Ok(TokenPayload {
+                    sub: sub.ok_or_else(|| de::Error::missing_field("sub"))?,
+                    jti: jti.ok_or_else(|| de::Error::missing_field("jti"))?,
+                    token_type: ty.ok_or_else(|| de::Error::missing_field("type"))?,
+                    fresh: fresh.unwrap_or(false),
+                    csrf,
+                    iat: iat.ok_or_else(|| de::Error::missing_field("iat"))?,
+                    nbf,
+                    exp: exp.ok_or_else(|| de::Error::missing_field("exp"))?,
+                    iss,
+                    aud,
+                    scopes,
+                    family,
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<TokenPayload, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    const BASE: &str = r#""sub":"a","jti":"j","type":"access","iat":1"#;
+
+    #[test]
+    fn numeric_dates_accept_integers_and_floats_only() {
+        assert_eq!(parse(&format!("{{{BASE},\"exp\":10}}")).unwrap().exp, 10);
+        assert_eq!(parse(&format!("{{{BASE},\"exp\":10.6}}")).unwrap().exp, 11);
+        for bad in ["\"10\"", "null", "true", "[10]", "-1", "-0.5", "1e400", "{}"] {
+            assert!(parse(&format!("{{{BASE},\"exp\":{bad}}}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        assert!(parse(&format!("{{{BASE},\"exp\":10,\"exp\":20}}")).is_err());
+        assert!(parse(&format!("{{{BASE},\"exp\":10,\"type\":\"refresh\"}}")).is_err());
+        assert!(parse(&format!("{{{BASE},\"exp\":10,\"x\":1,\"x\":2}}")).is_err());
+    }
+
+    #[test]
+    fn type_must_be_known() {
+        let j = r#"{"sub":"a","jti":"j","iat":1,"exp":2,"type":"id"}"#;
+        assert!(parse(j).is_err());
+        let j = r#"{"sub":"a","jti":"j","iat":1,"exp":2}"#;
+        assert!(parse(j).is_err());
+    }
+
+    #[test]
+    fn round_trips_with_custom_claims() {
+        let j = r#"{"sub":"a","jti":"j","type":"access","fresh":true,"csrf":"c","iat":1,"exp":2,"aud":["x","y"],"scopes":["r"],"tenant":{"id":1}}"#;
+        let p = parse(j).unwrap();
+        let again = parse(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(p, again);
+        assert!(p.has_scope("r"));
+        assert_eq!(p.claim::<serde_json::Value>("tenant").unwrap()["id"], 1);
+    }
+}

@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod auth;
+mod claims;
+mod clock;
+mod cookies;
+mod error;
+mod extract;
+mod future;
+mod issue;
+mod keys;
+mod layer;
+mod responder;
+pub mod revocation;
+mod service;
+mod verify;
+
+pub use auth::{ImplicitRefresh, JwtAuth, JwtAuthBuilder, MultipleCredentials};
+pub use claims::{TokenPayload, TokenType};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use cookies::{CookieNames, CookieSameSite};
+pub use error::{AuthError, ConfigError, InvalidRequest, IssueError, TokenError};
+pub use extract::{Location, PresentedToken};
+pub use future::ResponseFuture;
+pub use issue::{Refreshed, TokenBuilder, TokenPair};
+pub use jsonwebtoken::Algorithm;
+pub use keys::Key;
+pub use layer::AuthLayer;
+pub use responder::{BearerResponder, JsonResponder, Protocol, Responder};
+pub use revocation::{MemoryStore, RevocationStore};
+pub use service::AuthService;

@@ -1,0 +1,198 @@
+//! [`AuthService`]: the middleware itself.
+
+use std::any::Any;
+use std::fmt;
+use std::task::{Context, Poll};
+
+use http::header::CONTENT_TYPE;
+use http::{Extensions, HeaderValue, Request, Response};
+use serde::de::DeserializeOwned;
+use tower_service::Service;
+
+use crate::auth::{Accepted, Authenticated, JwtAuth};
+use crate::claims::TokenPayload;
+use crate::error::{AuthError, TokenError};
+use crate::future::{Refresh, ResponseFuture, Resumed};
+use crate::layer::AuthLayer;
+use crate::responder::{Protocol, Responder};
+use crate::revocation::StoreError;
+use crate::verify;
+
+/// Authenticates requests before they reach `S`. Made by [`AuthLayer`].
+pub struct AuthService<S, C, R> {
+    inner: S,
+    layer: AuthLayer<C, R>,
+}
+
+impl<S, C, R: Clone> AuthService<S, C, R> {
+    pub(crate) fn new(inner: S, layer: AuthLayer<C, R>) -> Self {
+        Self { inner, layer }
+    }
+}
+
+impl<S: Clone, C, R: Clone> Clone for AuthService<S, C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, R> fmt::Debug for AuthService<S, C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+fn protocol_of<B>(req: &Request<B>) -> Protocol {
+    let grpc = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc { Protocol::Grpc } else { Protocol::Http }
+}
+
+fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protocol) -> Response<B> {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(reason = %error, status = error.status().as_u16(), "request rejected");
+    let mut res = responder.respond(&error, protocol);
+    res.extensions_mut().insert(error);
+    res
+}
+
+/// Puts the claims (as `C`, plus the [`TokenPayload`] when `C` is another type) and
+/// the presented token into the request extensions.
+fn insert_claims<C>(ext: &mut Extensions, auth: Authenticated) -> Result<Option<HeaderValue>, AuthError>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let Authenticated { payload, presented, set_cookie } = auth;
+    #[cfg(feature = "tracing")]
+    tracing::debug!(sub = %payload.sub, jti = %payload.jti, "request authenticated");
+    let mut slot = Some(payload);
+    // The default claims type is moved, not parsed again.
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<C>>() {
+        Some(claims) => {
+            if let Some(claims) = claims.take() {
+                ext.insert(claims);
+            }
+        }
+        None => {
+            let claims: C = verify::decode_custom(presented.as_str())
+                .map_err(|_| AuthError::InvalidToken(TokenError::InvalidClaims))?;
+            ext.insert(claims);
+            if let Some(payload) = slot {
+                ext.insert(payload);
+            }
+        }
+    }
+    ext.insert(presented);
+    Ok(set_cookie)
+}
+
+impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for AuthService<S, C, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqB: Send + 'static,
+    ResB: Send + 'static,
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    R: Responder<ResB> + Clone + Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let protocol = protocol_of(&req);
+        let auth = &self.layer.auth;
+        let accepted = match auth.accept(
+            req.method(),
+            req.headers(),
+            &self.layer.requirement,
+            protocol == Protocol::Grpc,
+        ) {
+            Ok(Some(accepted)) => accepted,
+            Ok(None) => return ResponseFuture::inner(self.inner.call(req), None),
+            Err(e) => return ResponseFuture::rejected(reject(&self.layer.responder, e, protocol)),
+        };
+        let Some(store) = &auth.inner.store else {
+            return proceed::<S, C, R, ReqB, ResB>(&mut self.inner, &self.layer, req, accepted, Ok(false), protocol);
+        };
+        match store.is_revoked(&accepted.payload, auth.now()).try_ready() {
+            Ok(answer) => proceed::<S, C, R, ReqB, ResB>(&mut self.inner, &self.layer, req, accepted, answer, protocol),
+            Err(pending) => {
+                // The store needs I/O: take the service that was polled ready and
+                // leave a clone in its place (tower's usual pattern).
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let layer = self.layer.clone();
+                let resume = move |answer: Result<bool, StoreError>| {
+                    let auth = &layer.auth;
+                    match finish::<C>(auth, req.extensions_mut(), accepted, answer) {
+                        Ok(refresh) => Resumed::Call(inner.call(req), refresh),
+                        Err(e) => Resumed::Reject(reject(&layer.responder, e, protocol)),
+                    }
+                };
+                ResponseFuture::checking(pending, Box::new(resume))
+            }
+        }
+    }
+}
+
+fn finish<C>(
+    auth: &JwtAuth,
+    ext: &mut Extensions,
+    accepted: Accepted,
+    answer: Result<bool, StoreError>,
+) -> Result<Option<Refresh>, AuthError>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    match answer {
+        Ok(false) => {}
+        Ok(true) => return Err(TokenError::Revoked.into()),
+        Err(_e) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(error = %_e, "revocation store unavailable; failing closed");
+            return Err(AuthError::StoreUnavailable);
+        }
+    }
+    let authenticated = auth.complete(accepted)?;
+    let set_cookie = insert_claims::<C>(ext, authenticated)?;
+    Ok(set_cookie.map(|cookie| Refresh {
+        cookie,
+        auth: auth.clone(),
+    }))
+}
+
+fn proceed<S, C, R, ReqB, ResB>(
+    inner: &mut S,
+    layer: &AuthLayer<C, R>,
+    mut req: Request<ReqB>,
+    accepted: Accepted,
+    answer: Result<bool, StoreError>,
+    protocol: Protocol,
+) -> ResponseFuture<S::Future, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    R: Responder<ResB>,
+{
+    match finish::<C>(&layer.auth, req.extensions_mut(), accepted, answer) {
+        Ok(refresh) => ResponseFuture::inner(inner.call(req), refresh),
+        Err(e) => ResponseFuture::rejected(reject(&layer.responder, e, protocol)),
+    }
+}
+
+// Keeps the unused-import lint quiet when only some paths use the type.
+#[allow(dead_code)]
+fn _assert_types(_: TokenPayload) {}

@@ -1,0 +1,195 @@
+//! The single-pass verification path.
+//!
+//! `jsonwebtoken::decode` parses the header twice and the payload twice and builds a
+//! new verifier per call. Here the token is split once, the header is read once (only
+//! the fields that matter), the signature is checked with a key prepared at build
+//! time, and the payload is base64url-decoded once into a stack buffer and parsed once.
+//! Nothing from the payload is trusted before the signature has been checked (I5).
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::claims::TokenPayload;
+use crate::error::TokenError;
+use crate::keys::VerifyingKey;
+
+/// A base64url header longer than this is refused before decoding (I5).
+const MAX_HEADER_B64: usize = 1024;
+/// Largest signature: RSA-4096 is 512 bytes.
+const MAX_SIGNATURE: usize = 512;
+/// Payloads up to this size decode on the stack.
+const STACK_PAYLOAD: usize = 2048;
+
+/// The JOSE header fields we read; everything else is ignored, never fetched
+/// (`jku`, `x5u`, `jwk` are not trusted, RFC 8725 §3.10).
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    // Parsed into the enum: "none", "None", "hs256", "HS256 " all fail here.
+    alg: Algorithm,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+    #[serde(default)]
+    zip: Option<IgnoredAny>,
+    #[serde(default)]
+    enc: Option<IgnoredAny>,
+}
+
+/// The claims rules (leeway, issuer, audience) prepared at build time.
+pub(crate) struct Rules {
+    pub(crate) leeway: u64,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Option<Vec<String>>,
+    pub(crate) max_token_len: usize,
+}
+
+/// The outcome of verifying a correctly signed token: its claims, or why its
+/// claims were refused. `Expired` keeps the claims, so a caller can tell
+/// "expired but genuine" (eligible for a refresh fallback) from a forgery.
+pub(crate) enum Checked {
+    Valid(TokenPayload),
+    Expired(TokenPayload),
+}
+
+pub(crate) struct Verifier<'k> {
+    pub(crate) keys: &'k [VerifyingKey],
+    pub(crate) rules: &'k Rules,
+}
+
+/// Splits a compact JWS into its three base64url parts, or refuses it.
+fn split(token: &[u8]) -> Result<(&[u8], &[u8], &[u8]), TokenError> {
+    let mut parts = token.splitn(4, |b| *b == b'.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+fn decode_into<'b>(input: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], TokenError> {
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(input, buf)
+        .map_err(|_| TokenError::Malformed)?;
+    buf.get(..n).ok_or(TokenError::Malformed)
+}
+
+impl Verifier<'_> {
+    fn select(&self, alg: Algorithm, kid: Option<&str>) -> Result<&VerifyingKey, TokenError> {
+        let found = match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.alg == alg && k.kid.as_deref() == Some(kid)),
+            // Without a `kid`, the first key of that algorithm (the signing key comes first).
+            None => self.keys.iter().find(|k| k.alg == alg),
+        };
+        found.ok_or(TokenError::UnsupportedAlgorithm)
+    }
+
+    /// Verifies signature and claims. `now` is seconds since the epoch.
+    pub(crate) fn verify(&self, token: &str, now: u64) -> Result<Checked, TokenError> {
+        let token = token.as_bytes();
+        if token.len() > self.rules.max_token_len {
+            return Err(TokenError::TooLong);
+        }
+        let (header_b64, payload_b64, signature_b64) = split(token)?;
+
+        // 1. The header: the only part read before the signature is checked, bounded.
+        if header_b64.len() > MAX_HEADER_B64 {
+            return Err(TokenError::Malformed);
+        }
+        let mut header_buf = [0u8; MAX_HEADER_B64 * 3 / 4 + 3];
+        let header_json = decode_into(header_b64, &mut header_buf)?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
+        if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() {
+            return Err(TokenError::UnsupportedHeader);
+        }
+
+        // 2. The key comes from configuration, matched by the header's alg and kid.
+        let key = self.select(header.alg, header.kid.as_deref())?;
+
+        // 3. The signature over the raw signing input.
+        if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
+            return Err(TokenError::InvalidSignature);
+        }
+        let mut sig_buf = [0u8; MAX_SIGNATURE + 3];
+        let signature = decode_into(signature_b64, &mut sig_buf)?;
+        let signing_input = token
+            .get(..header_b64.len() + 1 + payload_b64.len())
+            .ok_or(TokenError::Malformed)?;
+        if !key.verify(signing_input, signature) {
+            return Err(TokenError::InvalidSignature);
+        }
+
+        // 4. The payload, decoded and parsed once.
+        let payload: TokenPayload = if payload_b64.len() <= STACK_PAYLOAD * 4 / 3 {
+            let mut buf = [0u8; STACK_PAYLOAD + 3];
+            parse_claims(decode_into(payload_b64, &mut buf)?)?
+        } else {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(payload_b64)
+                .map_err(|_| TokenError::Malformed)?;
+            parse_claims(&bytes)?
+        };
+
+        // 5. The registered claims.
+        self.rules.check(payload, now)
+    }
+}
+
+fn parse_claims(json: &[u8]) -> Result<TokenPayload, TokenError> {
+    // serde_json's recursion limit (128) bounds nesting; never `unbounded_depth`.
+    serde_json::from_slice(json).map_err(|e| {
+        if e.is_data() {
+            TokenError::InvalidClaims
+        } else {
+            TokenError::Malformed
+        }
+    })
+}
+
+impl Rules {
+    pub(crate) fn check(&self, payload: TokenPayload, now: u64) -> Result<Checked, TokenError> {
+        let latest = now.saturating_add(self.leeway);
+        if payload.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(TokenError::NotYetValid);
+        }
+        if payload.iat > latest {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if let Some(issuer) = &self.issuer {
+            if payload.iss.as_deref() != Some(issuer.as_str()) {
+                return Err(TokenError::InvalidIssuer);
+            }
+        }
+        if let Some(audience) = &self.audience {
+            let ok = payload
+                .aud
+                .as_deref()
+                .is_some_and(|aud| aud.iter().any(|a| audience.contains(a)));
+            if !ok {
+                return Err(TokenError::InvalidAudience);
+            }
+        }
+        // Same comparison as `jsonwebtoken`: expired when exp < now - leeway.
+        if payload.exp.saturating_add(self.leeway) < now {
+            return Ok(Checked::Expired(payload));
+        }
+        Ok(Checked::Valid(payload))
+    }
+}
+
+/// Decodes the payload of an already verified token into a caller's claims type.
+pub(crate) fn decode_custom<C: serde::de::DeserializeOwned>(token: &str) -> Result<C, TokenError> {
+    let payload_b64 = split(token.as_bytes())?.1;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::InvalidClaims)
+}
