@@ -854,6 +854,12 @@ impl JwtAuth {
     }
 }
 
+impl JwtAuth {
+    pub(crate) fn csrf_enabled(&self) -> bool {
+        self.inner.csrf
+    }
+}
+
 fn check_grants(req: &Requirement, payload: &TokenPayload) -> Result<(), AuthError> {
     if req.fresh && !payload.fresh {
         return Err(AuthError::NotFresh);
