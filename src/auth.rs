@@ -218,11 +218,24 @@ impl JwtAuthBuilder {
     }
 
     /// **Development only.** Drops the `Secure` attribute so cookies work over plain
-    /// `http://` (use unprefixed names such as [`CookieNames::authx`] with it). Never
-    /// enable it in production: tokens would travel in clear text.
+    /// `http://`, and with it the `__Host-`/`__Secure-` prefixes of the cookie names
+    /// (browsers refuse prefixed cookies without `Secure`). Never enable it in
+    /// production: tokens would travel in clear text.
     pub fn insecure_cookies_for_local_development(mut self) -> Self {
         self.cookies.secure = false;
+        let n = &mut self.cookies.names;
+        for name in [&mut n.access, &mut n.refresh, &mut n.csrf_access, &mut n.csrf_refresh] {
+            for prefix in ["__Host-", "__Secure-"] {
+                if let Some(rest) = name.strip_prefix(prefix) {
+                    *name = rest.to_owned();
+                }
+            }
+        }
         self
+    }
+
+    pub(crate) fn cookie_names_ref(&self) -> &CookieNames {
+        &self.cookies.names
     }
 
     /// Turns CSRF double-submit protection of cookie-authenticated unsafe requests

@@ -7,6 +7,7 @@ mod auth;
 mod claims;
 mod clock;
 mod cookies;
+mod env;
 mod error;
 mod extract;
 mod future;

@@ -1,0 +1,214 @@
+//! The seed's app on axum: login, refresh, a protected route; plus a browser session
+//! with cookies, CSRF and implicit refresh, and logout with revocation.
+//!
+//! ```sh
+//! cargo run --example quickstart
+//! ```
+//!
+//! Settings (AuthX's names): `JWT_SECRET_KEY` (generated when unset),
+//! `JWT_ACCESS_TOKEN_EXPIRES`, `JWT_REFRESH_TOKEN_EXPIRES`, `JWT_DECODE_LEEWAY`,
+//! `JWT_IMPLICIT_REFRESH_DELTATIME` (seconds), `JWT_COOKIE_SECURE=false` (plain-http
+//! local development only), `PORT` (default 8000), `REDIS_URL` (with the `redis` feature).
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tower_jwt_auth::{
+    AuthError, BearerResponder, JwtAuth, Location, PresentedToken, Protocol, Responder,
+    TokenPayload, TokenType,
+};
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Logout {
+    refresh_token: Option<String>,
+}
+
+fn check_credentials(login: &Login) -> bool {
+    // The seed's demo user. A real app checks a password hash here.
+    login.username == "test" && login.password == "test"
+}
+
+fn rejection(error: AuthError) -> Response {
+    BearerResponder::default().respond(&error, Protocol::Http)
+}
+
+fn bad_credentials() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"detail": "Bad username or password"})),
+    )
+        .into_response()
+}
+
+/// The quickstart's routes, protected by `auth`.
+pub fn app(auth: JwtAuth) -> Router {
+    let protected = Router::new()
+        .route("/protected", get(protected).post(protected))
+        .route("/session", get(session_info).delete(end_session))
+        .route("/logout", post(logout))
+        .route_layer(auth.layer());
+    let refresh = Router::new()
+        .route("/refresh", post(refresh))
+        .route_layer(auth.layer().refresh());
+    Router::new()
+        .route("/", get(index))
+        .route("/login", post(login))
+        .route("/session", post(start_session))
+        .merge(protected)
+        .merge(refresh)
+        .with_state(auth)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("assets/quickstart.html"))
+}
+
+async fn login(State(auth): State<JwtAuth>, Json(login): Json<Login>) -> Response {
+    if !check_credentials(&login) {
+        return bad_credentials();
+    }
+    match auth.token_pair(login.username) {
+        Ok(pair) => Json(json!({
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token,
+        }))
+        .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn refresh(
+    State(auth): State<JwtAuth>,
+    Extension(claims): Extension<TokenPayload>,
+    Extension(presented): Extension<PresentedToken>,
+) -> Response {
+    let refreshed = match auth.refresh(&claims).await {
+        Ok(r) => r,
+        Err(e) => return rejection(e),
+    };
+    let mut headers = HeaderMap::new();
+    if presented.location() == Location::Cookie {
+        auth.set_refreshed_cookies(&mut headers, &refreshed);
+    }
+    let mut body = json!({"access_token": refreshed.access_token});
+    if let Some(token) = &refreshed.refresh_token {
+        body["refresh_token"] = json!(token);
+    }
+    (headers, Json(body)).into_response()
+}
+
+async fn protected() -> Json<&'static str> {
+    Json("You have access to this protected resource")
+}
+
+async fn start_session(State(auth): State<JwtAuth>, Json(login): Json<Login>) -> Response {
+    if !check_credentials(&login) {
+        return bad_credentials();
+    }
+    let Ok(pair) = auth.token_pair(login.username) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut headers = HeaderMap::new();
+    auth.set_cookies(&mut headers, &pair);
+    let claims = &pair.access_claims;
+    let body = json!({"sub": claims.sub, "iat": claims.iat, "exp": claims.exp});
+    (headers, Json(body)).into_response()
+}
+
+async fn session_info(Extension(claims): Extension<TokenPayload>) -> Json<serde_json::Value> {
+    Json(json!({
+        "sub": claims.sub,
+        "iat": claims.iat,
+        "exp": claims.exp,
+        "fresh": claims.fresh,
+    }))
+}
+
+async fn end_session(State(auth): State<JwtAuth>, Extension(claims): Extension<TokenPayload>) -> Response {
+    // Revoking the access token also revokes its family, so the refresh cookie dies too.
+    if let Err(e) = auth.revoke(&claims).await {
+        return rejection(e);
+    }
+    let mut headers = HeaderMap::new();
+    auth.unset_cookies(&mut headers);
+    (headers, StatusCode::NO_CONTENT).into_response()
+}
+
+async fn logout(
+    State(auth): State<JwtAuth>,
+    Extension(claims): Extension<TokenPayload>,
+    body: Bytes,
+) -> Response {
+    let logout: Logout = if body.is_empty() {
+        Logout::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(l) => l,
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        }
+    };
+    if let Some(token) = logout.refresh_token {
+        match auth.verify(&token, TokenType::Refresh) {
+            Ok(refresh) if refresh.sub == claims.sub => {
+                if let Err(e) = auth.revoke(&refresh).await {
+                    return rejection(e);
+                }
+            }
+            Ok(_) => return rejection(AuthError::InvalidToken(tower_jwt_auth::TokenError::InvalidClaims)),
+            Err(e) => return rejection(e),
+        }
+    }
+    if let Err(e) = auth.revoke(&claims).await {
+        return rejection(e);
+    }
+    Json(json!({"message": "Logged out"})).into_response()
+}
+
+/// Builds the `JwtAuth` from the environment, generating a secret when none is set.
+pub async fn auth_from_env() -> Result<JwtAuth, Box<dyn std::error::Error>> {
+    let mut builder = JwtAuth::builder().from_env()?;
+    if std::env::var_os("JWT_SECRET_KEY").is_none() {
+        let secret: String = (0..2).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect();
+        eprintln!("JWT_SECRET_KEY is not set: using a random secret (tokens die with the process)");
+        builder = builder.hs256(secret);
+    }
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        #[cfg(feature = "redis")]
+        {
+            let store = tower_jwt_auth::revocation::RedisStore::connect(&url).await?;
+            eprintln!("revocation store: Redis");
+            builder = builder.revocation_store(store);
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = url;
+            eprintln!("REDIS_URL is set but the `redis` feature is off: using the in-memory store");
+        }
+    }
+    Ok(builder.build()?)
+}
+
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let auth = auth_from_env().await?;
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p.parse().map_err(|_| "PORT must be a port number")?,
+        Err(_) => 8000,
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(auth)).await?;
+    Ok(())
+}
