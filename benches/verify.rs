@@ -1,1 +1,187 @@
-fn main(){}
+//! Per-request cost of the layer against bare `jsonwebtoken` and the floor, in one run.
+//!
+//! `cargo bench --bench verify` prints criterion's figures, then the ratios.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{Criterion, criterion_group};
+use http::{HeaderValue, Request, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_jwt_auth::{ImplicitRefresh, JwtAuth, TokenPayload, TokenType};
+
+const SECRET: &[u8] = b"a benchmark secret that is long enough!!";
+
+/// Polls a future that is ready at once (every service here is synchronous).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(f).poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("benchmark services are synchronous"),
+    }
+}
+
+fn hello(
+    _req: Request<()>,
+) -> std::future::Ready<Result<Response<String>, std::convert::Infallible>> {
+    std::future::ready(Ok(Response::new(String::new())))
+}
+
+fn auth(window: ImplicitRefresh) -> JwtAuth {
+    JwtAuth::builder()
+        .hs256(SECRET)
+        .without_revocation()
+        .implicit_refresh(window)
+        .build()
+        .unwrap()
+}
+
+fn typical_token(auth: &JwtAuth) -> String {
+    auth.access_token("alice@example.com")
+        .fresh(true)
+        .scopes(["read", "write"])
+        .claim("tenant", "acme")
+        .issue()
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let plain = auth(ImplicitRefresh::disabled());
+    let token = typical_token(&plain);
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+
+    let mut g = c.benchmark_group("hs256");
+    g.measurement_time(Duration::from_secs(3));
+
+    let mut bare_service = service_fn(hello);
+    g.bench_function("no_auth_service", |b| {
+        b.iter(|| {
+            let mut req = Request::new(());
+            req.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
+            let svc = &mut bare_service;
+            ready(ready(svc.ready()).unwrap().call(req)).unwrap()
+        })
+    });
+
+    let mut layered = plain.layer().layer(service_fn(hello));
+    g.bench_function("layer", |b| {
+        b.iter(|| {
+            let mut req = Request::new(());
+            req.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
+            let svc = &mut layered;
+            let res = ready(ready(svc.ready()).unwrap().call(req)).unwrap();
+            assert_eq!(res.status(), 200);
+            res
+        })
+    });
+
+    let key = DecodingKey::from_secret(SECRET);
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 5;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    g.bench_function("jsonwebtoken_decode", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<TokenPayload>(black_box(&token), &key, &validation).unwrap()
+        })
+    });
+
+    // The floor: one HMAC with a prepared key, one base64url decode, one claims parse.
+    let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
+    g.bench_function("floor", |b| {
+        b.iter(|| {
+            let t = black_box(token.as_str());
+            let (message, signature) = t.rsplit_once('.').unwrap();
+            let payload = message.split_once('.').unwrap().1;
+            let mut sig = [0u8; 40];
+            let n = URL_SAFE_NO_PAD.decode_slice(signature, &mut sig).unwrap();
+            aws_lc_rs::hmac::verify(&hmac_key, message.as_bytes(), &sig[..n]).unwrap();
+            let mut buf = [0u8; 1024];
+            let n = URL_SAFE_NO_PAD.decode_slice(payload, &mut buf).unwrap();
+            serde_json::from_slice::<TokenPayload>(&buf[..n]).unwrap()
+        })
+    });
+
+    g.bench_function("verify_fn", |b| {
+        b.iter(|| plain.verify(black_box(&token), TokenType::Access).unwrap())
+    });
+    g.finish();
+
+    // Cookies: the same token in a typical browser Cookie header.
+    let refreshing = auth(ImplicitRefresh::window(Duration::from_secs(10 * 60)));
+    let names = refreshing.cookie_names().clone();
+    let cookie_header = |t: &str| {
+        HeaderValue::from_str(&format!(
+            "_ga=GA1.1.123; theme=dark; {}={t}; {}=4b6f2a; lang=en",
+            names.access, names.csrf_access
+        ))
+        .unwrap()
+    };
+    let mut g = c.benchmark_group("cookie");
+    g.measurement_time(Duration::from_secs(3));
+    let outside_window = cookie_header(&refreshing.access_token("alice").ttl(Duration::from_secs(3600)).issue().unwrap());
+    let in_window = cookie_header(&refreshing.access_token("alice").ttl(Duration::from_secs(60)).issue().unwrap());
+    let mut svc = refreshing.layer().layer(service_fn(hello));
+    for (name, header) in [("layer_cookie", &outside_window), ("layer_cookie_reissue", &in_window)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut req = Request::new(());
+                req.headers_mut().insert(http::header::COOKIE, header.clone());
+                let s = &mut svc;
+                let res = ready(ready(s.ready()).unwrap().call(req)).unwrap();
+                assert_eq!(res.status(), 200);
+                res
+            })
+        });
+    }
+    let claims = refreshing.verify(&typical_token(&refreshing), TokenType::Access).unwrap();
+    g.bench_function("reissue", |b| {
+        b.iter(|| refreshing.reissue_access(black_box(&claims)).issue().unwrap())
+    });
+    let enc_key = EncodingKey::from_secret(SECRET);
+    let header = Header::new(Algorithm::HS256);
+    g.bench_function("jsonwebtoken_encode", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, black_box(&claims), &enc_key).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+
+/// Mean time of a benchmark, from criterion's own estimates of this run.
+fn mean_ns(id: &str) -> Option<f64> {
+    let path = Path::new("target/criterion").join(id).join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn report() {
+    let pairs = [
+        ("hs256 layer / floor", "hs256/layer", "hs256/floor"),
+        ("hs256 layer / jsonwebtoken::decode", "hs256/layer", "hs256/jsonwebtoken_decode"),
+        ("hs256 verify_fn / jsonwebtoken::decode", "hs256/verify_fn", "hs256/jsonwebtoken_decode"),
+        ("hs256 layer / no-auth service", "hs256/layer", "hs256/no_auth_service"),
+        ("cookie layer / bearer layer", "cookie/layer_cookie", "hs256/layer"),
+        ("reissue / jsonwebtoken::encode", "cookie/reissue", "cookie/jsonwebtoken_encode"),
+    ];
+    println!("\nratios (means of this run):");
+    for (label, a, b) in pairs {
+        match (mean_ns(a), mean_ns(b)) {
+            (Some(x), Some(y)) => println!("  {label:<44} {:>6.2}x  ({x:.0} ns / {y:.0} ns)", x / y),
+            _ => println!("  {label:<44} (not measured in this run)"),
+        }
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    report();
+}

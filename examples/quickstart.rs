@@ -135,7 +135,10 @@ async fn session_info(Extension(claims): Extension<TokenPayload>) -> Json<serde_
     }))
 }
 
-async fn end_session(State(auth): State<JwtAuth>, Extension(claims): Extension<TokenPayload>) -> Response {
+async fn end_session(
+    State(auth): State<JwtAuth>,
+    Extension(claims): Extension<TokenPayload>,
+) -> Response {
     // Revoking the access token also revokes its family, so the refresh cookie dies too.
     if let Err(e) = auth.revoke(&claims).await {
         return rejection(e);
@@ -165,7 +168,11 @@ async fn logout(
                     return rejection(e);
                 }
             }
-            Ok(_) => return rejection(AuthError::InvalidToken(tower_jwt_auth::TokenError::InvalidClaims)),
+            Ok(_) => {
+                return rejection(AuthError::InvalidToken(
+                    tower_jwt_auth::TokenError::InvalidClaims,
+                ));
+            }
             Err(e) => return rejection(e),
         }
     }
@@ -179,7 +186,9 @@ async fn logout(
 pub async fn auth_from_env() -> Result<JwtAuth, Box<dyn std::error::Error>> {
     let mut builder = JwtAuth::builder().from_env()?;
     if std::env::var_os("JWT_SECRET_KEY").is_none() {
-        let secret: String = (0..2).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect();
+        let secret: String = (0..2)
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect();
         eprintln!("JWT_SECRET_KEY is not set: using a random secret (tokens die with the process)");
         builder = builder.hs256(secret);
     }

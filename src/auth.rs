@@ -363,6 +363,7 @@ impl JwtAuthBuilder {
         }
         Ok(JwtAuth {
             inner: Arc::new(Inner {
+                known_headers: crate::verify::known_headers(&verifying),
                 keys: verifying,
                 signing,
                 rules: Rules {
@@ -400,6 +401,7 @@ pub(crate) struct Signing {
 
 pub(crate) struct Inner {
     keys: Vec<VerifyingKey>,
+    known_headers: Vec<(Vec<u8>, usize)>,
     signing: Option<Signing>,
     rules: Rules,
     pub(crate) access_ttl: u64,
@@ -524,6 +526,12 @@ impl JwtAuth {
         TokenBuilder::new(self, sub.into(), TokenType::Refresh)
     }
 
+    /// A new access token with the claims of `claims` (new `jti`, `iat`, `exp`;
+    /// `fresh: false`; same CSRF value): what implicit refresh sets on a response.
+    pub fn reissue_access(&self, claims: &TokenPayload) -> TokenBuilder<'_> {
+        TokenBuilder::reissue(self, claims)
+    }
+
     /// A fresh access token and a refresh token for `sub`, sharing one CSRF value and
     /// one refresh family. For scopes or custom claims use
     /// `auth.access_token(sub)…pair()`.
@@ -547,13 +555,14 @@ impl JwtAuth {
     fn verifier(&self) -> Verifier<'_> {
         Verifier {
             keys: &self.inner.keys,
+            known_headers: &self.inner.known_headers,
             rules: &self.inner.rules,
         }
     }
 
     /// Verifies a token's signature, claims and type, without the revocation check.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<TokenPayload, AuthError> {
-        match self.verifier().verify(token, self.now())? {
+        match self.verifier().verify(token.as_bytes(), self.now())? {
             Checked::Valid(p) if p.token_type == expected => Ok(p),
             Checked::Valid(_) => Err(TokenError::WrongType.into()),
             Checked::Expired(_) => Err(TokenError::Expired.into()),
@@ -761,11 +770,15 @@ impl JwtAuth {
             }
         };
         let from_cookie = presented.location() == Location::Cookie;
-        if from_cookie && !extract::is_token_text(presented.as_str()) {
-            return Err(TokenError::Malformed.into());
-        }
         let now = self.now();
-        let payload = match self.verifier().verify(presented.as_str(), now)? {
+        let checked = self.verifier().verify(presented.as_bytes(), now).map_err(|e| {
+            if presented.location() == Location::Header && !extract::is_b64token(presented.as_bytes()) {
+                AuthError::from(InvalidRequest::MalformedAuthorization)
+            } else {
+                AuthError::from(e)
+            }
+        })?;
+        let payload = match checked {
             Checked::Valid(p) => p,
             // Only a genuine, expired access cookie may fall back (never a forged one).
             Checked::Expired(p) => {
@@ -804,9 +817,6 @@ impl JwtAuth {
         req: &Requirement,
         refresh: PresentedToken,
     ) -> Result<Accepted, AuthError> {
-        if !extract::is_token_text(refresh.as_str()) {
-            return Err(TokenError::Malformed.into());
-        }
         let payload = self.verify(refresh.as_str(), TokenType::Refresh)?;
         self.check_csrf(method, headers, &payload)?;
         // The minted access token is not fresh and carries the refresh token's scopes.

@@ -41,6 +41,10 @@ impl PresentedToken {
         self.location
     }
 
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.value.as_bytes().get(self.start..self.end).unwrap_or_default()
+    }
+
     /// The compact JWT. Treat it as a secret: never log it.
     pub fn as_str(&self) -> &str {
         // Ranges were taken from ASCII-checked bytes; the fallbacks are unreachable.
@@ -54,7 +58,10 @@ impl PresentedToken {
 
 /// RFC 6750 `b64token` characters, plus `=` padding at the end (checked later by the
 /// strict base64url decoder, which refuses it).
-fn is_b64token(bytes: &[u8]) -> bool {
+///
+/// Only needed once verification failed, to tell a malformed request (400) from a bad
+/// token (401): a token that verifies is made of base64url parts and dots.
+pub(crate) fn is_b64token(bytes: &[u8]) -> bool {
     !bytes.is_empty()
         && bytes.iter().all(|&b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
@@ -103,7 +110,9 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<PresentedToken>, Auth
         };
     }
     let token = rest.get(token_start..).unwrap_or_default();
-    if !is_b64token(token) {
+    // Trailing junk or a second token; other bad bytes fail verification and are
+    // then told apart by `is_b64token`.
+    if token.contains(&b' ') {
         return Err(malformed());
     }
     let start = SCHEME.len() + token_start;
@@ -169,12 +178,6 @@ pub(crate) fn cookies(
     Ok(found)
 }
 
-/// Whether the cookie value is a plausible compact JWT. Quoted or percent-encoded
-/// values are not (SECURITY.md 7.15).
-pub(crate) fn is_token_text(token: &str) -> bool {
-    is_b64token(token.as_bytes())
-}
-
 /// The value of a request header, trimmed, if present once.
 pub(crate) fn single_header<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h [u8]> {
     let mut it = headers.get_all(name).iter();
@@ -210,17 +213,16 @@ mod tests {
         assert_eq!(token_of(&[b"Basic dXNlcjpwYXNz"]).unwrap(), None);
         assert_eq!(token_of(&[b"Bearerish x"]).unwrap(), None);
         let bad = AuthError::InvalidRequest(InvalidRequest::MalformedAuthorization);
-        for v in [
-            &b"Bearer"[..],
-            b"Bearer ",
-            b"Bearer\ta.b.c",
-            b"Bearer a.b.c x",
-            b"Bearer a.b.c,d.e.f",
-            b"Bearer a.b.c\xff",
-            b"a.b.c",
-        ] {
+        for v in [&b"Bearer"[..], b"Bearer ", b"Bearer\ta.b.c", b"Bearer a.b.c x", b"a.b.c"] {
             assert_eq!(token_of(&[v]).unwrap_err(), bad, "{v:?}");
         }
+        // Found, but not b64token: answered 400 once verification fails.
+        for v in [&b"Bearer a.b.c,d.e.f"[..], b"Bearer a.b.c\xff", b"Bearer \"a.b.c\""] {
+            let h = auth(&[v]);
+            let t = bearer(&h).unwrap().unwrap();
+            assert!(!is_b64token(t.as_bytes()), "{v:?}");
+        }
+        assert!(is_b64token(b"eyJ0.eyJ1_-.c2ln"));
         assert_eq!(
             token_of(&[b"Bearer a.b.c", b"Bearer a.b.c"]).unwrap_err(),
             AuthError::InvalidRequest(InvalidRequest::RepeatedAuthorization)

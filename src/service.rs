@@ -82,7 +82,7 @@ where
             }
         }
         None => {
-            let claims: C = verify::decode_custom(presented.as_str())
+            let claims: C = verify::decode_custom(presented.as_bytes())
                 .map_err(|_| AuthError::InvalidToken(TokenError::InvalidClaims))?;
             ext.insert(claims);
             if let Some(payload) = slot {

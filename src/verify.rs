@@ -59,8 +59,55 @@ pub(crate) enum Checked {
 
 pub(crate) struct Verifier<'k> {
     pub(crate) keys: &'k [VerifyingKey],
+    /// Encoded headers seen at build time (the ones this crate and AuthX write), with
+    /// the index of the key they select: such a header needs no decoding or parsing.
+    pub(crate) known_headers: &'k [(Vec<u8>, usize)],
     pub(crate) rules: &'k Rules,
 }
+
+/// The encoded headers worth recognising without parsing: `jsonwebtoken`'s field
+/// order and PyJWT/AuthX's, for every key. Each is run through the normal header
+/// path here, so recognising it later is exactly equivalent to parsing it.
+pub(crate) fn known_headers(keys: &[VerifyingKey]) -> Vec<(Vec<u8>, usize)> {
+    let mut out: Vec<(Vec<u8>, usize)> = Vec::new();
+    for key in keys {
+        let alg = crate::keys::alg_name(key.alg);
+        let mut candidates = Vec::new();
+        let mut ours = jsonwebtoken::Header::new(key.alg);
+        ours.kid = key.kid.clone();
+        if let Ok(json) = serde_json::to_vec(&ours) {
+            candidates.push(json);
+        }
+        match &key.kid {
+            None => candidates.push(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).into_bytes()),
+            Some(kid) => {
+                if let Ok(kid) = serde_json::to_string(kid) {
+                    candidates.push(format!(r#"{{"alg":"{alg}","kid":{kid},"typ":"JWT"}}"#).into_bytes());
+                }
+            }
+        }
+        for json in candidates {
+            let encoded = URL_SAFE_NO_PAD.encode(&json).into_bytes();
+            let verifier = Verifier { keys, known_headers: &[], rules: &NO_RULES };
+            if let Ok(selected) = verifier.key_for_header(&encoded) {
+                let index = keys.iter().position(|k| std::ptr::eq(k, selected));
+                if let Some(index) = index {
+                    if !out.iter().any(|(h, _)| *h == encoded) {
+                        out.push((encoded, index));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+static NO_RULES: Rules = Rules {
+    leeway: 0,
+    issuer: None,
+    audience: None,
+    max_token_len: 0,
+};
 
 /// Splits a compact JWS into its three base64url parts, or refuses it.
 fn split(token: &[u8]) -> Result<(&[u8], &[u8], &[u8]), TokenError> {
@@ -91,15 +138,14 @@ impl Verifier<'_> {
         found.ok_or(TokenError::UnsupportedAlgorithm)
     }
 
-    /// Verifies signature and claims. `now` is seconds since the epoch.
-    pub(crate) fn verify(&self, token: &str, now: u64) -> Result<Checked, TokenError> {
-        let token = token.as_bytes();
-        if token.len() > self.rules.max_token_len {
-            return Err(TokenError::TooLong);
+    /// The key a header selects. The header is the only part read before the
+    /// signature is checked: bounded in size, parsed with serde's recursion limit.
+    fn key_for_header(&self, header_b64: &[u8]) -> Result<&VerifyingKey, TokenError> {
+        for (known, index) in self.known_headers {
+            if known.as_slice() == header_b64 {
+                return self.keys.get(*index).ok_or(TokenError::UnsupportedAlgorithm);
+            }
         }
-        let (header_b64, payload_b64, signature_b64) = split(token)?;
-
-        // 1. The header: the only part read before the signature is checked, bounded.
         if header_b64.len() > MAX_HEADER_B64 {
             return Err(TokenError::Malformed);
         }
@@ -110,9 +156,17 @@ impl Verifier<'_> {
         if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() {
             return Err(TokenError::UnsupportedHeader);
         }
+        // The key comes from configuration, matched by the header's alg and kid.
+        self.select(header.alg, header.kid.as_deref())
+    }
 
-        // 2. The key comes from configuration, matched by the header's alg and kid.
-        let key = self.select(header.alg, header.kid.as_deref())?;
+    /// Verifies signature and claims. `now` is seconds since the epoch.
+    pub(crate) fn verify(&self, token: &[u8], now: u64) -> Result<Checked, TokenError> {
+        if token.len() > self.rules.max_token_len {
+            return Err(TokenError::TooLong);
+        }
+        let (header_b64, payload_b64, signature_b64) = split(token)?;
+        let key = self.key_for_header(header_b64)?;
 
         // 3. The signature over the raw signing input.
         if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
@@ -186,8 +240,8 @@ impl Rules {
 }
 
 /// Decodes the payload of an already verified token into a caller's claims type.
-pub(crate) fn decode_custom<C: serde::de::DeserializeOwned>(token: &str) -> Result<C, TokenError> {
-    let payload_b64 = split(token.as_bytes())?.1;
+pub(crate) fn decode_custom<C: serde::de::DeserializeOwned>(token: &[u8]) -> Result<C, TokenError> {
+    let payload_b64 = split(token)?.1;
     let bytes = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| TokenError::Malformed)?;
