@@ -119,9 +119,7 @@ impl TokenPayload {
 
     /// A custom claim deserialized as `T`, if present and of that type.
     pub fn claim<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
-        self.extra
-            .get(name)
-            .and_then(|v| T::deserialize(v).ok())
+        self.extra.get(name).and_then(|v| T::deserialize(v).ok())
     }
 }
 
@@ -296,7 +294,8 @@ impl<'de> Deserialize<'de> for TokenPayload {
                 f.write_str("a JWT claims object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TokenPayload, A::Error> {
-                let (mut sub, mut jti, mut ty, mut fresh, mut csrf) = (None, None, None, None, None);
+                let (mut sub, mut jti, mut ty, mut fresh, mut csrf) =
+                    (None, None, None, None, None);
                 let (mut iat, mut nbf, mut exp) = (None, None, None);
                 let (mut iss, mut aud, mut scopes, mut family) = (None, None, None, None);
                 let mut extra = Map::new();
@@ -359,8 +358,13 @@ mod tests {
     fn numeric_dates_accept_integers_and_floats_only() {
         assert_eq!(parse(&format!("{{{BASE},\"exp\":10}}")).unwrap().exp, 10);
         assert_eq!(parse(&format!("{{{BASE},\"exp\":10.6}}")).unwrap().exp, 11);
-        for bad in ["\"10\"", "null", "true", "[10]", "-1", "-0.5", "1e400", "{}"] {
-            assert!(parse(&format!("{{{BASE},\"exp\":{bad}}}")).is_err(), "{bad}");
+        for bad in [
+            "\"10\"", "null", "true", "[10]", "-1", "-0.5", "1e400", "{}",
+        ] {
+            assert!(
+                parse(&format!("{{{BASE},\"exp\":{bad}}}")).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -69,7 +69,12 @@ impl CookieNames {
     }
 
     fn all(&self) -> [&str; 4] {
-        [&self.access, &self.refresh, &self.csrf_access, &self.csrf_refresh]
+        [
+            &self.access,
+            &self.refresh,
+            &self.csrf_access,
+            &self.csrf_refresh,
+        ]
     }
 }
 
@@ -118,7 +123,9 @@ impl CookieSettings {
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
             if !valid {
-                return Err(ConfigError::InvalidCookie(format!("`{name}` is not a cookie name")));
+                return Err(ConfigError::InvalidCookie(format!(
+                    "`{name}` is not a cookie name"
+                )));
             }
             let prefixed_host = name.starts_with("__Host-");
             let prefixed_secure = prefixed_host || name.starts_with("__Secure-");
@@ -134,7 +141,9 @@ impl CookieSettings {
             }
         }
         if self.same_site == CookieSameSite::None && !self.secure {
-            return Err(ConfigError::InvalidCookie("SameSite=None requires Secure".into()));
+            return Err(ConfigError::InvalidCookie(
+                "SameSite=None requires Secure".into(),
+            ));
         }
         Ok(())
     }
@@ -174,10 +183,10 @@ impl CookieSettings {
         if let Some(v) = self.header(&self.names.access, token, true) {
             headers.append(SET_COOKIE, v);
         }
-        if let Some(csrf) = csrf.filter(|c| !c.is_empty()) {
-            if let Some(v) = self.header(&self.names.csrf_access, csrf, false) {
-                headers.append(SET_COOKIE, v);
-            }
+        if let Some(csrf) = csrf.filter(|c| !c.is_empty())
+            && let Some(v) = self.header(&self.names.csrf_access, csrf, false)
+        {
+            headers.append(SET_COOKIE, v);
         }
     }
 
@@ -186,10 +195,10 @@ impl CookieSettings {
         if let Some(v) = self.header(&self.names.refresh, token, true) {
             headers.append(SET_COOKIE, v);
         }
-        if let Some(csrf) = csrf.filter(|c| !c.is_empty()) {
-            if let Some(v) = self.header(&self.names.csrf_refresh, csrf, false) {
-                headers.append(SET_COOKIE, v);
-            }
+        if let Some(csrf) = csrf.filter(|c| !c.is_empty())
+            && let Some(v) = self.header(&self.names.csrf_refresh, csrf, false)
+        {
+            headers.append(SET_COOKIE, v);
         }
     }
 
@@ -229,7 +238,11 @@ mod tests {
         s.validate().unwrap();
         let mut h = HeaderMap::new();
         s.append_access(&mut h, "a.b.c", Some("csrf1"));
-        let all: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<_> = h
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert_eq!(all.len(), 2);
         assert!(all[0].starts_with("__Host-access_token=a.b.c"));
         for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
@@ -245,15 +258,25 @@ mod tests {
         let s = CookieSettings::default();
         let mut h = HeaderMap::new();
         s.append_removals(&mut h);
-        let all: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<_> = h
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert_eq!(all.len(), 4);
-        assert!(all.iter().all(|c| c.contains("Max-Age=0") && c.contains("Path=/")));
+        assert!(
+            all.iter()
+                .all(|c| c.contains("Max-Age=0") && c.contains("Path=/"))
+        );
         assert!(s.response_sets_access(&h));
     }
 
     #[test]
     fn prefixed_names_need_secure() {
-        let s = CookieSettings { secure: false, ..CookieSettings::default() };
+        let s = CookieSettings {
+            secure: false,
+            ..CookieSettings::default()
+        };
         assert!(s.validate().is_err());
         let s = CookieSettings {
             secure: false,
@@ -261,7 +284,10 @@ mod tests {
             ..CookieSettings::default()
         };
         s.validate().unwrap();
-        let s = CookieSettings { path: "/api".into(), ..CookieSettings::default() };
+        let s = CookieSettings {
+            path: "/api".into(),
+            ..CookieSettings::default()
+        };
         assert!(s.validate().is_err());
     }
 }

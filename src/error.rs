@@ -129,7 +129,9 @@ impl AuthError {
             Self::InvalidRequest(r) => match r {
                 InvalidRequest::RepeatedAuthorization => "Only one Authorization header is allowed",
                 InvalidRequest::MalformedAuthorization => "The Authorization header is malformed",
-                InvalidRequest::MultipleCredentials => "Only one way of sending the token is allowed",
+                InvalidRequest::MultipleCredentials => {
+                    "Only one way of sending the token is allowed"
+                }
                 InvalidRequest::RepeatedCookie => "An authentication cookie is repeated",
                 InvalidRequest::TooManyCookies => "Too many cookies",
             },
@@ -211,7 +213,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoKey => f.write_str("no signing or verification key configured"),
-            Self::WeakSecret { algorithm, min_len, len } => write!(
+            Self::WeakSecret {
+                algorithm,
+                min_len,
+                len,
+            } => write!(
                 f,
                 "the {algorithm} secret is {len} bytes; at least {min_len} are required (RFC 7518 §3.2)"
             ),

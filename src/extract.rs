@@ -28,7 +28,12 @@ pub struct PresentedToken {
 
 impl PresentedToken {
     pub(crate) fn new(location: Location, value: HeaderValue, start: usize, end: usize) -> Self {
-        Self { location, value, start, end }
+        Self {
+            location,
+            value,
+            start,
+            end,
+        }
     }
 
     pub(crate) fn minted(token: &str) -> Option<Self> {
@@ -42,7 +47,10 @@ impl PresentedToken {
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.value.as_bytes().get(self.start..self.end).unwrap_or_default()
+        self.value
+            .as_bytes()
+            .get(self.start..self.end)
+            .unwrap_or_default()
     }
 
     /// The compact JWT. Treat it as a secret: never log it.
@@ -112,7 +120,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<PresentedToken>, Auth
     let token = rest.get(token_start..).unwrap_or_default();
     // Trailing junk or a second token; other bad bytes fail verification and are
     // then told apart by `is_b64token`.
-    if token.contains(&b' ') {
+    if token.is_empty() || token.contains(&b' ') {
         return Err(malformed());
     }
     let start = SCHEME.len() + token_start;
@@ -172,14 +180,22 @@ pub(crate) fn cookies(
             let trail = raw.iter().rev().take_while(|&&b| b == b' ').count();
             let start = pair_start + lead + eq + 1;
             let end = start + raw.len() - trail;
-            *slot = Some(PresentedToken::new(Location::Cookie, value.clone(), start, end));
+            *slot = Some(PresentedToken::new(
+                Location::Cookie,
+                value.clone(),
+                start,
+                end,
+            ));
         }
     }
     Ok(found)
 }
 
 /// The value of a request header, trimmed, if present once.
-pub(crate) fn single_header<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h [u8]> {
+pub(crate) fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &http::HeaderName,
+) -> Option<&'h [u8]> {
     let mut it = headers.get_all(name).iter();
     let v = it.next()?;
     if it.next().is_some() {
@@ -213,11 +229,21 @@ mod tests {
         assert_eq!(token_of(&[b"Basic dXNlcjpwYXNz"]).unwrap(), None);
         assert_eq!(token_of(&[b"Bearerish x"]).unwrap(), None);
         let bad = AuthError::InvalidRequest(InvalidRequest::MalformedAuthorization);
-        for v in [&b"Bearer"[..], b"Bearer ", b"Bearer\ta.b.c", b"Bearer a.b.c x", b"a.b.c"] {
+        for v in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer\ta.b.c",
+            b"Bearer a.b.c x",
+            b"a.b.c",
+        ] {
             assert_eq!(token_of(&[v]).unwrap_err(), bad, "{v:?}");
         }
         // Found, but not b64token: answered 400 once verification fails.
-        for v in [&b"Bearer a.b.c,d.e.f"[..], b"Bearer a.b.c\xff", b"Bearer \"a.b.c\""] {
+        for v in [
+            &b"Bearer a.b.c,d.e.f"[..],
+            b"Bearer a.b.c\xff",
+            b"Bearer \"a.b.c\"",
+        ] {
             let h = auth(&[v]);
             let t = bearer(&h).unwrap().unwrap();
             assert!(!is_b64token(t.as_bytes()), "{v:?}");
@@ -232,15 +258,24 @@ mod tests {
     #[test]
     fn cookie_scan() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; acc=x.y.z ;ref=r.s.t"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; acc=x.y.z ;ref=r.s.t"),
+        );
         let found = cookies(&h, "acc", "ref", 10).unwrap();
         assert_eq!(found.access.unwrap().as_str(), "x.y.z");
         assert_eq!(found.refresh.unwrap().as_str(), "r.s.t");
 
         h.append(COOKIE, HeaderValue::from_static("acc=other"));
-        assert!(cookies(&h, "acc", "ref", 10).is_err(), "repeated name across headers");
+        assert!(
+            cookies(&h, "acc", "ref", 10).is_err(),
+            "repeated name across headers"
+        );
 
-        let many = (0..1000).map(|i| format!("c{i}=v")).collect::<Vec<_>>().join("; ");
+        let many = (0..1000)
+            .map(|i| format!("c{i}=v"))
+            .collect::<Vec<_>>()
+            .join("; ");
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_str(&many).unwrap());
         assert_eq!(

@@ -73,7 +73,11 @@ pub struct TokenBuilder<'a> {
 impl<'a> TokenBuilder<'a> {
     pub(crate) fn new(auth: &'a JwtAuth, sub: String, token_type: TokenType) -> Self {
         let now = auth.now();
-        let csrf = if auth.csrf_enabled() { uuid() } else { String::new() };
+        let csrf = if auth.csrf_enabled() {
+            uuid()
+        } else {
+            String::new()
+        };
         let payload = TokenPayload {
             sub,
             jti: uuid(),
@@ -89,7 +93,12 @@ impl<'a> TokenBuilder<'a> {
             family: (token_type == TokenType::Refresh).then(uuid),
             extra: Map::new(),
         };
-        Self { auth, payload, ttl: None, error: None }
+        Self {
+            auth,
+            payload,
+            ttl: None,
+            error: None,
+        }
     }
 
     /// An access token with the claims of `refresh` (scopes, custom claims, CSRF,
@@ -109,7 +118,12 @@ impl<'a> TokenBuilder<'a> {
         payload.iat = now;
         payload.nbf = None;
         payload.fresh = false;
-        Self { auth, payload, ttl: None, error: None }
+        Self {
+            auth,
+            payload,
+            ttl: None,
+            error: None,
+        }
     }
 
     /// Marks an access token as fresh (straight from a login).

@@ -73,7 +73,11 @@ impl Key {
     }
 
     /// An asymmetric key pair from PEM (RS*, PS*, ES256/384, EdDSA): signs and verifies.
-    pub fn pem_pair(alg: Algorithm, private_pem: impl AsRef<[u8]>, public_pem: impl AsRef<[u8]>) -> Self {
+    pub fn pem_pair(
+        alg: Algorithm,
+        private_pem: impl AsRef<[u8]>,
+        public_pem: impl AsRef<[u8]>,
+    ) -> Self {
         Self {
             alg,
             kid: None,
@@ -106,7 +110,11 @@ impl Key {
     pub(crate) fn can_sign(&self) -> bool {
         matches!(
             self.material,
-            Material::Secret(_) | Material::Pem { private: Some(_), .. }
+            Material::Secret(_)
+                | Material::Pem {
+                    private: Some(_),
+                    ..
+                }
         )
     }
 
@@ -117,11 +125,15 @@ impl Key {
             Material::Pem { private: None, .. } => {
                 Err(ConfigError::InvalidKey("a public key cannot sign".into()))
             }
-            Material::Pem { private: Some(p), .. } => match self.alg.family() {
+            Material::Pem {
+                private: Some(p), ..
+            } => match self.alg.family() {
                 AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(p).map_err(invalid),
                 AlgorithmFamily::Ec => EncodingKey::from_ec_pem(p).map_err(invalid),
                 AlgorithmFamily::Ed => EncodingKey::from_ed_pem(p).map_err(invalid),
-                AlgorithmFamily::Hmac => Err(ConfigError::InvalidKey("HMAC keys are secrets".into())),
+                AlgorithmFamily::Hmac => {
+                    Err(ConfigError::InvalidKey("HMAC keys are secrets".into()))
+                }
             },
         }
     }
@@ -201,6 +213,9 @@ pub(crate) struct VerifyingKey {
     kind: KeyKind,
 }
 
+// Prepared once and kept in a Vec: boxing the large HMAC state would only add a
+// pointer chase to every verification.
+#[allow(clippy::large_enum_variant)]
 enum KeyKind {
     Hmac(HmacKey),
     Public(DecodingKey),
@@ -216,12 +231,10 @@ impl VerifyingKey {
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.kind {
             KeyKind::Hmac(key) => key.verify(message, signature),
-            KeyKind::Public(key) => {
-                match (PROVIDER.verifier_factory)(&self.alg, key) {
-                    Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
-                    Err(_) => false,
-                }
-            }
+            KeyKind::Public(key) => match (PROVIDER.verifier_factory)(&self.alg, key) {
+                Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
+                Err(_) => false,
+            },
         }
     }
 }
@@ -259,15 +272,15 @@ impl HmacKey {
         use hmac::Mac;
         // `new_from_slice` accepts any key length for HMAC; the length was checked above.
         match alg {
-            Algorithm::HS384 => Self::Sha384(
-                hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
-            ),
-            Algorithm::HS512 => Self::Sha512(
-                hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
-            ),
-            _ => Self::Sha256(
-                hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
-            ),
+            Algorithm::HS384 => {
+                Self::Sha384(hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
+            }
+            Algorithm::HS512 => {
+                Self::Sha512(hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
+            }
+            _ => {
+                Self::Sha256(hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+mod cache;
 mod claims;
 mod clock;
 mod cookies;

@@ -82,16 +82,20 @@ impl<B: Default> Responder<B> for BearerResponder {
             let headers = res.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
             headers.insert("grpc-status", HeaderValue::from(error.grpc_code()));
-            headers.insert("grpc-message", HeaderValue::from_static(grpc_message(error)));
+            headers.insert(
+                "grpc-message",
+                HeaderValue::from_static(grpc_message(error)),
+            );
             return res;
         }
         *res.status_mut() = error.status();
-        if matches!(error.status(), StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN)
-            && !matches!(error, AuthError::CsrfFailed)
+        if matches!(
+            error.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN
+        ) && !matches!(error, AuthError::CsrfFailed)
+            && let Some(v) = self.challenge(error)
         {
-            if let Some(v) = self.challenge(error) {
-                res.headers_mut().insert(WWW_AUTHENTICATE, v);
-            }
+            res.headers_mut().insert(WWW_AUTHENTICATE, v);
         }
         res
     }
@@ -145,7 +149,10 @@ mod tests {
 
     #[test]
     fn rfc6750_challenges() {
-        assert_eq!(www(AuthError::MissingCredentials), (StatusCode::UNAUTHORIZED, Some("Bearer".into())));
+        assert_eq!(
+            www(AuthError::MissingCredentials),
+            (StatusCode::UNAUTHORIZED, Some("Bearer".into()))
+        );
         let (s, h) = www(TokenError::Expired.into());
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert_eq!(
@@ -159,19 +166,28 @@ mod tests {
         assert_eq!(s, StatusCode::FORBIDDEN);
         assert!(h.unwrap().contains(r#"error="insufficient_scope""#));
         assert_eq!(www(AuthError::CsrfFailed), (StatusCode::FORBIDDEN, None));
-        assert_eq!(www(AuthError::StoreUnavailable), (StatusCode::SERVICE_UNAVAILABLE, None));
+        assert_eq!(
+            www(AuthError::StoreUnavailable),
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        );
     }
 
     #[test]
     fn realm_comes_first() {
-        let r: Response<String> =
-            BearerResponder::with_realm(Some("api")).respond(&TokenError::Revoked.into(), Protocol::Http);
-        assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap().starts_with(r#"Bearer realm="api", error="invalid_token""#));
+        let r: Response<String> = BearerResponder::with_realm(Some("api"))
+            .respond(&TokenError::Revoked.into(), Protocol::Http);
+        assert!(
+            r.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with(r#"Bearer realm="api", error="invalid_token""#)
+        );
     }
 
     #[test]
     fn grpc_trailers_only() {
-        let r: Response<String> = BearerResponder::default().respond(&AuthError::InsufficientScope, Protocol::Grpc);
+        let r: Response<String> =
+            BearerResponder::default().respond(&AuthError::InsufficientScope, Protocol::Grpc);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "7");
         assert!(r.body().is_empty());

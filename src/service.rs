@@ -66,11 +66,18 @@ fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protoco
 
 /// Puts the claims (as `C`, plus the [`TokenPayload`] when `C` is another type) and
 /// the presented token into the request extensions.
-fn insert_claims<C>(ext: &mut Extensions, auth: Authenticated) -> Result<Option<HeaderValue>, AuthError>
+fn insert_claims<C>(
+    ext: &mut Extensions,
+    auth: Authenticated,
+) -> Result<Option<HeaderValue>, AuthError>
 where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let Authenticated { payload, presented, set_cookie } = auth;
+    let Authenticated {
+        payload,
+        presented,
+        set_cookie,
+    } = auth;
     #[cfg(feature = "tracing")]
     tracing::debug!(sub = %payload.sub, jti = %payload.jti, "request authenticated");
     let mut slot = Some(payload);
@@ -125,10 +132,24 @@ where
             Err(e) => return ResponseFuture::rejected(reject(&self.layer.responder, e, protocol)),
         };
         let Some(store) = &auth.inner.store else {
-            return proceed::<S, C, R, ReqB, ResB>(&mut self.inner, &self.layer, req, accepted, Ok(false), protocol);
+            return proceed::<S, C, R, ReqB, ResB>(
+                &mut self.inner,
+                &self.layer,
+                req,
+                accepted,
+                Ok(false),
+                protocol,
+            );
         };
         match store.is_revoked(&accepted.payload, auth.now()).try_ready() {
-            Ok(answer) => proceed::<S, C, R, ReqB, ResB>(&mut self.inner, &self.layer, req, accepted, answer, protocol),
+            Ok(answer) => proceed::<S, C, R, ReqB, ResB>(
+                &mut self.inner,
+                &self.layer,
+                req,
+                accepted,
+                answer,
+                protocol,
+            ),
             Err(pending) => {
                 // The store needs I/O: take the service that was polled ready and
                 // leave a clone in its place (tower's usual pattern).

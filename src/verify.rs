@@ -14,6 +14,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::cache::VerifiedCache;
 use crate::claims::TokenPayload;
 use crate::error::TokenError;
 use crate::keys::VerifyingKey;
@@ -63,6 +64,8 @@ pub(crate) struct Verifier<'k> {
     /// the index of the key they select: such a header needs no decoding or parsing.
     pub(crate) known_headers: &'k [(Vec<u8>, usize)],
     pub(crate) rules: &'k Rules,
+    /// Verified asymmetric tokens (`None` when only HMAC keys are configured).
+    pub(crate) cache: Option<&'k VerifiedCache>,
 }
 
 /// The encoded headers worth recognising without parsing: `jsonwebtoken`'s field
@@ -82,19 +85,25 @@ pub(crate) fn known_headers(keys: &[VerifyingKey]) -> Vec<(Vec<u8>, usize)> {
             None => candidates.push(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).into_bytes()),
             Some(kid) => {
                 if let Ok(kid) = serde_json::to_string(kid) {
-                    candidates.push(format!(r#"{{"alg":"{alg}","kid":{kid},"typ":"JWT"}}"#).into_bytes());
+                    candidates
+                        .push(format!(r#"{{"alg":"{alg}","kid":{kid},"typ":"JWT"}}"#).into_bytes());
                 }
             }
         }
         for json in candidates {
             let encoded = URL_SAFE_NO_PAD.encode(&json).into_bytes();
-            let verifier = Verifier { keys, known_headers: &[], rules: &NO_RULES };
+            let verifier = Verifier {
+                keys,
+                known_headers: &[],
+                rules: &NO_RULES,
+                cache: None,
+            };
             if let Ok(selected) = verifier.key_for_header(&encoded) {
                 let index = keys.iter().position(|k| std::ptr::eq(k, selected));
-                if let Some(index) = index {
-                    if !out.iter().any(|(h, _)| *h == encoded) {
-                        out.push((encoded, index));
-                    }
+                if let Some(index) = index
+                    && !out.iter().any(|(h, _)| *h == encoded)
+                {
+                    out.push((encoded, index));
                 }
             }
         }
@@ -110,7 +119,10 @@ static NO_RULES: Rules = Rules {
 };
 
 /// Splits a compact JWS into its three base64url parts, or refuses it.
-fn split(token: &[u8]) -> Result<(&[u8], &[u8], &[u8]), TokenError> {
+/// The three base64url parts of a compact JWS: header, payload, signature.
+type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+fn split(token: &[u8]) -> Result<Parts<'_>, TokenError> {
     let mut parts = token.splitn(4, |b| *b == b'.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
@@ -143,7 +155,10 @@ impl Verifier<'_> {
     fn key_for_header(&self, header_b64: &[u8]) -> Result<&VerifyingKey, TokenError> {
         for (known, index) in self.known_headers {
             if known.as_slice() == header_b64 {
-                return self.keys.get(*index).ok_or(TokenError::UnsupportedAlgorithm);
+                return self
+                    .keys
+                    .get(*index)
+                    .ok_or(TokenError::UnsupportedAlgorithm);
             }
         }
         if header_b64.len() > MAX_HEADER_B64 {
@@ -164,6 +179,9 @@ impl Verifier<'_> {
     pub(crate) fn verify(&self, token: &[u8], now: u64) -> Result<Checked, TokenError> {
         if token.len() > self.rules.max_token_len {
             return Err(TokenError::TooLong);
+        }
+        if let Some(payload) = self.cache.and_then(|c| c.get(token, now)) {
+            return self.rules.check(payload, now);
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
         let key = self.key_for_header(header_b64)?;
@@ -192,6 +210,11 @@ impl Verifier<'_> {
             parse_claims(&bytes)?
         };
 
+        if key.is_asymmetric()
+            && let Some(cache) = self.cache
+        {
+            cache.insert(token, &payload, now);
+        }
         // 5. The registered claims.
         self.rules.check(payload, now)
     }
@@ -217,10 +240,10 @@ impl Rules {
         if payload.iat > latest {
             return Err(TokenError::IssuedInFuture);
         }
-        if let Some(issuer) = &self.issuer {
-            if payload.iss.as_deref() != Some(issuer.as_str()) {
-                return Err(TokenError::InvalidIssuer);
-            }
+        if let Some(issuer) = &self.issuer
+            && payload.iss.as_deref() != Some(issuer.as_str())
+        {
+            return Err(TokenError::InvalidIssuer);
         }
         if let Some(audience) = &self.audience {
             let ok = payload

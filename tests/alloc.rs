@@ -16,7 +16,8 @@ struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY-free: delegates to the system allocator and only counts.
+// SAFETY: every call is forwarded unchanged to the system allocator, which upholds
+// `GlobalAlloc`'s contract; this wrapper only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
@@ -56,25 +57,31 @@ fn allocations_per_authenticated_request() {
     let payload_json = {
         use base64::Engine;
         let p = token.split('.').nth(1).unwrap();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).unwrap()
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap()
     };
     // A header value shared like hyper's (refcounted, no copy on clone).
-    let bearer = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("Bearer {token}"))).unwrap();
-    let mut svc = auth.layer().layer(service_fn(|req: Request<()>| async move {
-        assert!(req.extensions().get::<TokenPayload>().is_some());
-        Ok::<_, std::convert::Infallible>(Response::new(()))
-    }));
+    let bearer =
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("Bearer {token}"))).unwrap();
+    let mut svc = auth
+        .layer()
+        .layer(service_fn(|req: Request<()>| async move {
+            assert!(req.extensions().get::<TokenPayload>().is_some());
+            Ok::<_, std::convert::Infallible>(Response::new(()))
+        }));
     let mut bare = service_fn(|_req: Request<()>| async move {
         Ok::<_, std::convert::Infallible>(Response::new(()))
     });
-    let mut request = || {
+    let request = || {
         let mut req = Request::new(());
-        req.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, bearer.clone());
         req
     };
     // Warm up lazily initialised state.
     for _ in 0..3 {
-        ready(svc.call(request()));
+        let _ = ready(svc.call(request()));
     }
     let (baseline, _) = count(|| {
         let req = request();

@@ -50,8 +50,14 @@ impl Fixture {
 
     /// Sends a request through `auth.layer()` to a service that answers with the status
     /// named by the path (`/404`, `/500`, …), `/logout` clearing the cookies.
-    async fn send(&self, method: Method, path: &str, headers: &[(&str, String)]) -> Response<String> {
-        self.send_with(self.auth.layer(), method, path, headers).await
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Response<String> {
+        self.send_with(self.auth.layer(), method, path, headers)
+            .await
     }
 
     async fn send_with(
@@ -84,7 +90,11 @@ impl Fixture {
         for (name, value) in headers {
             req = req.header(*name, value.as_str());
         }
-        layer.layer(inner).oneshot(req.body(String::new()).unwrap()).await.unwrap()
+        layer
+            .layer(inner)
+            .oneshot(req.body(String::new()).unwrap())
+            .await
+            .unwrap()
     }
 
     fn calls(&self) -> usize {
@@ -126,7 +136,9 @@ fn new_access(f: &Fixture, res: &Response<String>) -> Option<String> {
 }
 
 fn www(res: &Response<String>) -> &str {
-    res.headers().get(WWW_AUTHENTICATE).map_or("", |v| v.to_str().unwrap())
+    res.headers()
+        .get(WWW_AUTHENTICATE)
+        .map_or("", |v| v.to_str().unwrap())
 }
 
 #[test]
@@ -135,11 +147,18 @@ fn s7_1_to_7_4_cookies_are_hardened_and_prefixed() {
     let pair = f.pair();
     let mut h = HeaderMap::new();
     f.auth.set_cookies(&mut h, &pair);
-    let cookies: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+    let cookies: Vec<_> = h
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(cookies.len(), 4);
     for c in &cookies {
         assert!(c.starts_with("__Host-"), "{c}");
-        assert!(c.contains("Secure") && c.contains("Path=/") && c.contains("SameSite=Lax"), "{c}");
+        assert!(
+            c.contains("Secure") && c.contains("Path=/") && c.contains("SameSite=Lax"),
+            "{c}"
+        );
         assert!(!c.contains("Domain"), "{c}");
     }
     let token_cookies: Vec<_> = cookies.iter().filter(|c| !c.contains("csrf")).collect();
@@ -150,7 +169,11 @@ fn s7_1_to_7_4_cookies_are_hardened_and_prefixed() {
     assert!(csrf_cookies.iter().all(|c| c.contains(&pair.csrf)));
 
     // AuthX's names are a preset; prefixed names without Secure are refused.
-    let authx = JwtAuth::builder().hs256(SECRET).cookie_names(CookieNames::authx()).build().unwrap();
+    let authx = JwtAuth::builder()
+        .hs256(SECRET)
+        .cookie_names(CookieNames::authx())
+        .build()
+        .unwrap();
     assert_eq!(authx.cookie_names().access, "access_token_cookie");
     let insecure = JwtAuth::builder()
         .hs256(SECRET)
@@ -195,11 +218,19 @@ async fn s7_6_unsafe_cookie_request_needs_the_csrf_header() {
     let pair = f.pair();
     let cookie = f.cookie(Some(&pair.access_token), None);
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
-        let res = f.send(method.clone(), "/", &[cookie.clone()]).await;
-        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{method} without header");
+        let res = f.send(method.clone(), "/", std::slice::from_ref(&cookie)).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::FORBIDDEN,
+            "{method} without header"
+        );
         let wrong = ("x-csrf-token", "not-the-value".to_owned());
         let res = f.send(method.clone(), "/", &[cookie.clone(), wrong]).await;
-        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{method} with a wrong header");
+        assert_eq!(
+            res.status(),
+            StatusCode::FORBIDDEN,
+            "{method} with a wrong header"
+        );
         assert!(set_cookies(&res).is_empty());
     }
     assert_eq!(f.calls(), 0);
@@ -215,9 +246,16 @@ async fn s7_7_csrf_value_not_bound_to_the_session_is_refused() {
     let pair = f.pair();
     let n = f.names();
     // The attacker plants a csrf cookie and sends the same value in the header.
-    let cookie = format!("{}={}; {}=planted", n.access, pair.access_token, n.csrf_access);
+    let cookie = format!(
+        "{}={}; {}=planted",
+        n.access, pair.access_token, n.csrf_access
+    );
     let res = f
-        .send(Method::POST, "/", &[("cookie", cookie), ("x-csrf-token", "planted".into())])
+        .send(
+            Method::POST,
+            "/",
+            &[("cookie", cookie), ("x-csrf-token", "planted".into())],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(f.calls(), 0);
@@ -228,7 +266,13 @@ async fn s7_8_safe_methods_need_no_csrf_header() {
     let f = fixture();
     let pair = f.pair();
     for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
-        let res = f.send(method.clone(), "/", &[f.cookie(Some(&pair.access_token), None)]).await;
+        let res = f
+            .send(
+                method.clone(),
+                "/",
+                &[f.cookie(Some(&pair.access_token), None)],
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::OK, "{method}");
     }
 }
@@ -238,10 +282,14 @@ async fn s7_9_bearer_needs_no_csrf_but_bearer_plus_cookie_is_ambiguous() {
     let f = fixture();
     let pair = f.pair();
     let bearer = ("authorization", format!("Bearer {}", pair.access_token));
-    let res = f.send(Method::POST, "/", &[bearer.clone()]).await;
+    let res = f.send(Method::POST, "/", std::slice::from_ref(&bearer)).await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = f
-        .send(Method::GET, "/", &[bearer, f.cookie(Some(&pair.access_token), None)])
+        .send(
+            Method::GET,
+            "/",
+            &[bearer, f.cookie(Some(&pair.access_token), None)],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(www(&res).contains(r#"error="invalid_request""#));
@@ -254,7 +302,11 @@ async fn s7_10_expired_access_cookie_falls_back_to_the_refresh_cookie() {
     let pair = f.pair();
     f.clock.advance(16 * 60 + 10);
     let res = f
-        .send(Method::GET, "/", &[f.cookie(Some(&pair.access_token), Some(&pair.refresh_token))])
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&pair.access_token), Some(&pair.refresh_token))],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "alice");
@@ -263,15 +315,28 @@ async fn s7_10_expired_access_cookie_falls_back_to_the_refresh_cookie() {
     assert_eq!(claims.sub, "alice");
     assert_ne!(claims.jti, pair.access_claims.jti);
     assert!(!claims.fresh);
-    assert_eq!(claims.scopes, pair.access_claims.scopes, "scopes survive the refresh");
+    assert_eq!(
+        claims.scopes, pair.access_claims.scopes,
+        "scopes survive the refresh"
+    );
     assert_eq!(claims.claim::<String>("tenant").as_deref(), Some("acme"));
-    assert_eq!(claims.csrf.as_deref(), Some(pair.csrf.as_str()), "in-flight CSRF stays valid");
+    assert_eq!(
+        claims.csrf.as_deref(),
+        Some(pair.csrf.as_str()),
+        "in-flight CSRF stays valid"
+    );
     assert_eq!(claims.exp, f.clock_now() + 15 * 60);
     // Only the access cookie: implicit refresh never rotates the refresh token.
     assert_eq!(set_cookies(&res).len(), 1);
 
     // Missing access cookie: same fallback.
-    let res = f.send(Method::GET, "/", &[f.cookie(None, Some(&pair.refresh_token))]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(None, Some(&pair.refresh_token))],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(new_access(&f, &res).is_some());
 }
@@ -299,18 +364,34 @@ async fn s7_10_forged_access_cookie_never_falls_back() {
     let mut parts = pair.access_token.split('.');
     let (_, payload) = (parts.next(), parts.next().unwrap());
     let alg_none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
-    let tampered = format!("{header}.{payload}x.{}", pair.access_token.rsplit('.').next().unwrap());
+    let tampered = format!(
+        "{header}.{payload}x.{}",
+        pair.access_token.rsplit('.').next().unwrap()
+    );
     f.clock.advance(16 * 60 + 10);
     for forged in [other, alg_none, tampered, "garbage".to_owned()] {
         let res = f
-            .send(Method::GET, "/", &[f.cookie(Some(&forged), Some(&pair.refresh_token))])
+            .send(
+                Method::GET,
+                "/",
+                &[f.cookie(Some(&forged), Some(&pair.refresh_token))],
+            )
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{forged}");
         assert!(www(&res).contains("invalid_token"));
-        assert!(set_cookies(&res).is_empty(), "a rejected request mints nothing (I4)");
+        assert!(
+            set_cookies(&res).is_empty(),
+            "a rejected request mints nothing (I4)"
+        );
     }
     // Without a refresh cookie an expired access cookie is just expired.
-    let res = f.send(Method::GET, "/", &[f.cookie(Some(&pair.access_token), None)]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&pair.access_token), None)],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(www(&res).contains("expired"));
     assert_eq!(f.calls(), 0);
@@ -323,7 +404,11 @@ async fn s7_10_refresh_cookie_must_be_valid_and_unrevoked() {
     // Expired refresh token.
     f.clock.advance(21 * 24 * 3600);
     let res = f
-        .send(Method::GET, "/", &[f.cookie(Some(&pair.access_token), Some(&pair.refresh_token))])
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&pair.access_token), Some(&pair.refresh_token))],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookies(&res).is_empty());
@@ -334,7 +419,11 @@ async fn s7_10_refresh_cookie_must_be_valid_and_unrevoked() {
     f.auth.revoke(&pair.refresh_claims).await.unwrap();
     f.clock.advance(16 * 60 + 10);
     let res = f
-        .send(Method::GET, "/", &[f.cookie(Some(&pair.access_token), Some(&pair.refresh_token))])
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&pair.access_token), Some(&pair.refresh_token))],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(www(&res).contains("revoked"));
@@ -346,21 +435,43 @@ async fn s7_10_refresh_cookie_must_be_valid_and_unrevoked() {
 async fn s6_3_refresh_token_in_the_access_cookie_and_the_reverse() {
     let f = fixture();
     let pair = f.pair();
-    let res = f.send(Method::GET, "/", &[f.cookie(Some(&pair.refresh_token), None)]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&pair.refresh_token), None)],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(www(&res).contains("wrong type"));
     // An access token in the refresh cookie cannot mint anything.
-    let res = f.send(Method::GET, "/", &[f.cookie(None, Some(&pair.access_token))]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(None, Some(&pair.access_token))],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookies(&res).is_empty());
     // The refresh route reads the refresh cookie, never the access cookie.
     let csrf = ("x-csrf-token", pair.csrf.clone());
     let res = f
-        .send_with(f.auth.layer().refresh(), Method::POST, "/", &[f.cookie(Some(&pair.refresh_token), None), csrf.clone()])
+        .send_with(
+            f.auth.layer().refresh(),
+            Method::POST,
+            "/",
+            &[f.cookie(Some(&pair.refresh_token), None), csrf.clone()],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = f
-        .send_with(f.auth.layer().refresh(), Method::POST, "/", &[f.cookie(None, Some(&pair.refresh_token)), csrf])
+        .send_with(
+            f.auth.layer().refresh(),
+            Method::POST,
+            "/",
+            &[f.cookie(None, Some(&pair.refresh_token)), csrf],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(f.calls(), 1);
@@ -372,11 +483,17 @@ async fn s7_11_csrf_is_checked_before_any_refresh() {
     let pair = f.pair();
     f.clock.advance(16 * 60 + 10);
     let cookie = f.cookie(Some(&pair.access_token), Some(&pair.refresh_token));
-    let res = f.send(Method::POST, "/", &[cookie.clone()]).await;
+    let res = f.send(Method::POST, "/", std::slice::from_ref(&cookie)).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(set_cookies(&res).is_empty());
     assert_eq!(f.calls(), 0);
-    let res = f.send(Method::POST, "/", &[cookie, ("x-csrf-token", pair.csrf.clone())]).await;
+    let res = f
+        .send(
+            Method::POST,
+            "/",
+            &[cookie, ("x-csrf-token", pair.csrf.clone())],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(new_access(&f, &res).is_some());
 }
@@ -396,14 +513,23 @@ async fn s7_12_concurrent_implicit_refreshes_all_succeed() {
         assert_eq!(status.unwrap(), StatusCode::OK);
     }
     // The refresh token still works afterwards: no rotation, no reuse detection.
-    let res = f.send(Method::GET, "/", &[f.cookie(None, Some(&pair.refresh_token))]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(None, Some(&pair.refresh_token))],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn s7_13_many_cookies_are_refused_not_crashed() {
     let f = fixture();
-    let many = (0..1000).map(|i| format!("c{i}=v")).collect::<Vec<_>>().join("; ");
+    let many = (0..1000)
+        .map(|i| format!("c{i}=v"))
+        .collect::<Vec<_>>()
+        .join("; ");
     let res = f.send(Method::GET, "/", &[("cookie", many)]).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(f.calls(), 0);
@@ -415,16 +541,32 @@ async fn s7_14_logout_clears_both_cookies_and_revokes_the_family() {
     let pair = f.pair();
     let cookie = f.cookie(Some(&pair.access_token), Some(&pair.refresh_token));
     let res = f
-        .send(Method::POST, "/logout", &[cookie.clone(), ("x-csrf-token", pair.csrf.clone())])
+        .send(
+            Method::POST,
+            "/logout",
+            &[cookie.clone(), ("x-csrf-token", pair.csrf.clone())],
+        )
         .await;
     let cleared = set_cookies(&res);
     assert_eq!(cleared.len(), 4);
     assert!(cleared.iter().all(|c| c.contains("Max-Age=0")));
     f.auth.revoke(&pair.access_claims).await.unwrap();
-    let res = f.send(Method::GET, "/", &[f.cookie(Some(&pair.access_token), None)]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&pair.access_token), None)],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     // The paired refresh token shares the family: it cannot mint access tokens any more.
-    let res = f.send(Method::GET, "/", &[f.cookie(None, Some(&pair.refresh_token))]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(None, Some(&pair.refresh_token))],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookies(&res).is_empty());
 }
@@ -436,7 +578,9 @@ async fn s7_15_quoted_or_percent_encoded_cookie_values_are_refused() {
     let quoted = format!("\"{}\"", pair.access_token);
     let encoded = pair.access_token.replace('.', "%2E");
     for value in [quoted, encoded] {
-        let res = f.send(Method::GET, "/", &[f.cookie(Some(&value), None)]).await;
+        let res = f
+            .send(Method::GET, "/", &[f.cookie(Some(&value), None)])
+            .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(f.calls(), 0);
@@ -447,12 +591,21 @@ async fn implicit_refresh_in_the_window_keeps_claims() {
     let f = fixture();
     let pair = f.pair();
     f.clock.advance(6 * 60); // 9 minutes left, inside the 10 minute window
-    let res = f.send(Method::GET, "/", &[f.cookie(Some(&pair.access_token), None)]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&pair.access_token), None)],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let token = new_access(&f, &res).expect("re-issued");
     let claims = f.auth.verify(&token, TokenType::Access).unwrap();
     let old = &pair.access_claims;
-    assert_eq!((&claims.sub, &claims.scopes, &claims.csrf), (&old.sub, &old.scopes, &old.csrf));
+    assert_eq!(
+        (&claims.sub, &claims.scopes, &claims.csrf),
+        (&old.sub, &old.scopes, &old.csrf)
+    );
     assert_eq!(claims.extra, old.extra);
     assert_eq!(claims.family, old.family);
     assert!(!claims.fresh && old.fresh);
@@ -461,11 +614,21 @@ async fn implicit_refresh_in_the_window_keeps_claims() {
 
     // Outside the window: nothing is set.
     let fresh = f.pair();
-    let res = f.send(Method::GET, "/", &[f.cookie(Some(&fresh.access_token), None)]).await;
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(Some(&fresh.access_token), None)],
+        )
+        .await;
     assert!(set_cookies(&res).is_empty());
     // Bearer tokens are never refreshed implicitly.
     let res = f
-        .send(Method::GET, "/", &[("authorization", format!("Bearer {}", pair.access_token))])
+        .send(
+            Method::GET,
+            "/",
+            &[("authorization", format!("Bearer {}", pair.access_token))],
+        )
         .await;
     assert!(set_cookies(&res).is_empty());
 }
@@ -477,16 +640,20 @@ async fn implicit_refresh_never_on_errors_logout_or_grpc() {
     f.clock.advance(6 * 60);
     let cookie = f.cookie(Some(&pair.access_token), Some(&pair.refresh_token));
     for path in ["/401", "/403", "/404", "/500", "/503"] {
-        let res = f.send(Method::GET, path, &[cookie.clone()]).await;
+        let res = f.send(Method::GET, path, std::slice::from_ref(&cookie)).await;
         assert!(set_cookies(&res).is_empty(), "{path}");
     }
     for path in ["/200", "/204", "/302"] {
-        let res = f.send(Method::GET, path, &[cookie.clone()]).await;
+        let res = f.send(Method::GET, path, std::slice::from_ref(&cookie)).await;
         assert!(new_access(&f, &res).is_some(), "{path}");
     }
     // The handler cleared the cookies: the layer does not resurrect the session.
     let res = f
-        .send(Method::POST, "/logout", &[cookie.clone(), ("x-csrf-token", pair.csrf.clone())])
+        .send(
+            Method::POST,
+            "/logout",
+            &[cookie.clone(), ("x-csrf-token", pair.csrf.clone())],
+        )
         .await;
     assert!(new_access(&f, &res).is_none());
     assert_eq!(set_cookies(&res).len(), 4);
@@ -499,10 +666,17 @@ async fn implicit_refresh_never_on_errors_logout_or_grpc() {
 #[tokio::test]
 async fn far_future_exp_is_robust() {
     let f = fixture();
-    let token = f.auth.access_token("alice").ttl(Duration::MAX).issue().unwrap();
+    let token = f
+        .auth
+        .access_token("alice")
+        .ttl(Duration::MAX)
+        .issue()
+        .unwrap();
     let claims = f.auth.verify(&token, TokenType::Access).unwrap();
     assert_eq!(claims.exp, u64::MAX);
-    let res = f.send(Method::GET, "/", &[f.cookie(Some(&token), None)]).await;
+    let res = f
+        .send(Method::GET, "/", &[f.cookie(Some(&token), None)])
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(set_cookies(&res).is_empty());
 }
@@ -512,27 +686,41 @@ async fn explicit_refresh_rotates_and_detects_reuse() {
     let f = fixture();
     let pair = f.pair();
     let first = f.auth.refresh(&pair.refresh_claims).await.unwrap();
-    let rotated = first.refresh_claims.clone().expect("rotation is on by default");
+    let rotated = first
+        .refresh_claims
+        .clone()
+        .expect("rotation is on by default");
     assert_eq!(rotated.family, pair.refresh_claims.family);
     assert_ne!(rotated.jti, pair.refresh_claims.jti);
-    let access = f.auth.verify(&first.access_token, TokenType::Access).unwrap();
+    let access = f
+        .auth
+        .verify(&first.access_token, TokenType::Access)
+        .unwrap();
     assert_eq!(access.scopes, pair.access_claims.scopes);
     // Reuse of the rotated token: refused, and the newest one dies with the family.
     assert!(f.auth.refresh(&pair.refresh_claims).await.is_err());
     assert!(f.auth.refresh(&rotated).await.is_err());
     let bearer = ("authorization", format!("Bearer {}", first.access_token));
     let res = f.send(Method::GET, "/", &[bearer]).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "access tokens of the family die too");
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "access tokens of the family die too"
+    );
 }
 
 #[tokio::test]
 async fn optional_route_lets_anonymous_through_but_not_bad_tokens() {
     let f = fixture();
-    let res = f.send_with(f.auth.layer().optional(), Method::GET, "/", &[]).await;
+    let res = f
+        .send_with(f.auth.layer().optional(), Method::GET, "/", &[])
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "", "no claims");
     let bad = ("authorization", "Bearer a.b.c".to_owned());
-    let res = f.send_with(f.auth.layer().optional(), Method::GET, "/", &[bad]).await;
+    let res = f
+        .send_with(f.auth.layer().optional(), Method::GET, "/", &[bad])
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -542,15 +730,27 @@ async fn fresh_and_scopes_are_enforced() {
     let pair = f.pair();
     let bearer = |t: &str| ("authorization", format!("Bearer {t}"));
     let res = f
-        .send_with(f.auth.layer().fresh().scopes(["read"]), Method::GET, "/", &[bearer(&pair.access_token)])
+        .send_with(
+            f.auth.layer().fresh().scopes(["read"]),
+            Method::GET,
+            "/",
+            &[bearer(&pair.access_token)],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = f
-        .send_with(f.auth.layer().scopes(["admin"]), Method::GET, "/", &[bearer(&pair.access_token)])
+        .send_with(
+            f.auth.layer().scopes(["admin"]),
+            Method::GET,
+            "/",
+            &[bearer(&pair.access_token)],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(www(&res).contains("insufficient_scope"));
     let stale = f.auth.reissue_access(&pair.access_claims).issue().unwrap();
-    let res = f.send_with(f.auth.layer().fresh(), Method::GET, "/", &[bearer(&stale)]).await;
+    let res = f
+        .send_with(f.auth.layer().fresh(), Method::GET, "/", &[bearer(&stale)])
+        .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }

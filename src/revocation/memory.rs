@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Rotation, RotationOutcome, RevocationStore, StoreError, StoreFuture};
+use super::{RevocationStore, Rotation, RotationOutcome, StoreError, StoreFuture};
 use crate::claims::TokenPayload;
 
 /// Refresh tokens a family may keep usable at once (current + those in a grace window).
@@ -106,8 +106,7 @@ impl RevocationStore for MemoryStore {
                     .as_ref()
                     .and_then(|f| s.families.get(f))
                     .is_some_and(|f| f.revoked)
-                || s
-                    .subjects
+                || s.subjects
                     .get(&token.sub)
                     .is_some_and(|(before, _)| token.iat <= *before)
         }))
@@ -145,22 +144,30 @@ impl RevocationStore for MemoryStore {
                 outcome = RotationOutcome::Revoked;
                 return;
             }
-            f.live.retain(|(_, deadline)| deadline.is_none_or(|d| d >= r.now));
+            f.live
+                .retain(|(_, deadline)| deadline.is_none_or(|d| d >= r.now));
             let presented = f.live.iter().position(|(jti, _)| jti == r.presented);
             let known = !f.live.is_empty() || presented.is_some();
             match presented {
                 Some(i) => {
                     if f.live.get(i).is_some_and(|(_, d)| d.is_none()) {
                         f.live.remove(i);
+                        // Only the immediately preceding token keeps a grace window
+                        // (RFC 9700; django-oauth-toolkit #1617 re-opened all ancestors).
+                        f.live.retain(|(_, d)| d.is_none());
                         if r.grace > 0 {
-                            f.live.push((r.presented.to_owned(), Some(r.now.saturating_add(r.grace))));
+                            f.live.push((
+                                r.presented.to_owned(),
+                                Some(r.now.saturating_add(r.grace)),
+                            ));
                         }
                     }
                 }
                 // First rotation of a family this store has not seen yet.
                 None if !known => {
                     if r.grace > 0 {
-                        f.live.push((r.presented.to_owned(), Some(r.now.saturating_add(r.grace))));
+                        f.live
+                            .push((r.presented.to_owned(), Some(r.now.saturating_add(r.grace))));
                     }
                 }
                 None => {

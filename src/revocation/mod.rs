@@ -59,9 +59,11 @@ impl<T> Future for StoreFuture<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().0 {
-            Inner::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| {
-                Err(StoreError::new("store future polled after completion"))
-            })),
+            Inner::Ready(r) => {
+                Poll::Ready(r.take().unwrap_or_else(|| {
+                    Err(StoreError::new("store future polled after completion"))
+                }))
+            }
             Inner::Pending(f) => f.as_mut().poll(cx),
         }
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::{Rotation, RotationOutcome, RevocationStore, StoreError, StoreFuture};
+use super::{RevocationStore, Rotation, RotationOutcome, StoreError, StoreFuture};
 use crate::claims::TokenPayload;
 
 const ROTATE: &str = r"
@@ -41,7 +41,12 @@ if present == nil and count > 0 then
   redis.call('DEL', KEYS[1])
   return 1
 end
-if present == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if present == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  for i = 1, #live, 2 do
+    if tonumber(live[i + 1]) ~= 0 then redis.call('HDEL', KEYS[1], live[i]) end
+  end
+end
 if (present == nil or present == 0) and grace > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], now + grace)
 end

@@ -1,0 +1,1121 @@
+//! Revocation behaviour, written once and run against every store: the in-memory
+//! store (always) and a real Redis server (with the `redis` feature).
+//!
+//! Every scenario goes through the real layer: the quickstart app served on a
+//! loopback port and called over HTTP/1.1.
+//!
+//! Redis: each test starts its own `redis-server` child process on a free port and
+//! kills it on drop. Without `/usr/bin/redis-server` the Redis tests print
+//! `redis tests SKIPPED: redis-server not installed` and pass, unless
+//! `REQUIRE_REDIS=1`, in which case they fail.
+
+#[path = "../examples/quickstart.rs"]
+#[allow(dead_code)]
+mod quickstart;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tower_jwt_auth::revocation::RevocationStore;
+use tower_jwt_auth::{JwtAuth, ManualClock, MemoryStore, TokenPayload, TokenType};
+
+const SECRET: &str = "revocation-suite-secret-of-at-least-32-bytes";
+const OTHER_SECRET: &str = "another-secret-that-is-also-32-bytes-long!!";
+/// Bound on every scenario.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
+/// Bound on one HTTP exchange.
+const CALL_LIMIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------
+// Stores under test
+// ---------------------------------------------------------------------------------
+
+/// How a scenario can look inside the store it runs against.
+enum Probe {
+    Memory(Arc<MemoryStore>),
+    #[cfg(feature = "redis")]
+    Redis {
+        url: String,
+    },
+}
+
+/// A store for one scenario, with whatever keeps it alive.
+struct Backend {
+    store: Arc<dyn RevocationStore>,
+    probe: Probe,
+    #[cfg(feature = "redis")]
+    _server: Option<redis_server::RedisServer>,
+}
+
+/// Default capacity of the in-memory store (its own default).
+const BIG: usize = 1_000_000;
+
+async fn memory_backend(capacity: usize) -> Option<Backend> {
+    let store = Arc::new(MemoryStore::new(capacity));
+    Some(Backend {
+        store: store.clone(),
+        probe: Probe::Memory(store),
+        #[cfg(feature = "redis")]
+        _server: None,
+    })
+}
+
+#[cfg(feature = "redis")]
+async fn redis_backend(_capacity: usize) -> Option<Backend> {
+    use tower_jwt_auth::revocation::RedisStore;
+    let server = redis_server::RedisServer::start().await?;
+    let url = server.url();
+    let store = RedisStore::connect(&url)
+        .await
+        .expect("connect to the test redis-server");
+    Some(Backend {
+        store: Arc::new(store),
+        probe: Probe::Redis { url },
+        _server: Some(server),
+    })
+}
+
+async fn within<F: Future<Output = ()>>(scenario: F) {
+    if tokio::time::timeout(SCENARIO_LIMIT, scenario)
+        .await
+        .is_err()
+    {
+        panic!("scenario did not finish within {SCENARIO_LIMIT:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// App and HTTP client
+// ---------------------------------------------------------------------------------
+
+struct App {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(auth: JwtAuth) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, quickstart::app(auth)).await;
+    });
+    App { addr, task }
+}
+
+fn builder(clock: &ManualClock, store: Arc<dyn RevocationStore>) -> tower_jwt_auth::JwtAuthBuilder {
+    JwtAuth::builder()
+        .hs256(SECRET)
+        .clock(clock.clone())
+        .shared_revocation_store(store)
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: StatusCode,
+    www: Option<String>,
+    body: Option<Value>,
+}
+
+impl Resp {
+    fn json_str(&self, field: &str) -> String {
+        self.body
+            .as_ref()
+            .and_then(|b| b.get(field))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no `{field}` in {self:?}"))
+            .to_owned()
+    }
+
+    fn is_invalid_token(&self) -> bool {
+        self.status == StatusCode::UNAUTHORIZED
+            && self
+                .www
+                .as_deref()
+                .is_some_and(|w| w.contains("error=\"invalid_token\""))
+    }
+
+    fn is_revoked(&self) -> bool {
+        self.is_invalid_token() && self.www.as_deref().is_some_and(|w| w.contains("revoked"))
+    }
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> Resp {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to app");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("http handshake");
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, addr.to_string());
+        if let Some(token) = bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let payload = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let res = sender
+            .send_request(req.body(Full::new(payload)).expect("request"))
+            .await
+            .expect("send request");
+        let status = res.status();
+        let www = res
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .expect("read body")
+            .to_bytes();
+        driver.abort();
+        Resp {
+            status,
+            www,
+            body: serde_json::from_slice(&bytes).ok(),
+        }
+    };
+    tokio::time::timeout(CALL_LIMIT, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("HTTP exchange with {addr} took more than {CALL_LIMIT:?}"))
+}
+
+struct Session {
+    access: String,
+    refresh: String,
+}
+
+async fn login(addr: SocketAddr) -> Session {
+    let res = call(
+        addr,
+        Method::POST,
+        "/login",
+        None,
+        Some(json!({"username": "test", "password": "test"})),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "login: {res:?}");
+    Session {
+        access: res.json_str("access_token"),
+        refresh: res.json_str("refresh_token"),
+    }
+}
+
+async fn protected(addr: SocketAddr, access: &str) -> Resp {
+    call(addr, Method::GET, "/protected", Some(access), None).await
+}
+
+async fn refresh(addr: SocketAddr, refresh: &str) -> Resp {
+    call(addr, Method::POST, "/refresh", Some(refresh), None).await
+}
+
+/// A successful refresh: the new (access, refresh) tokens.
+async fn refresh_ok(addr: SocketAddr, token: &str) -> Session {
+    let res = refresh(addr, token).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "refresh should succeed: {res:?}"
+    );
+    let next = Session {
+        access: res.json_str("access_token"),
+        refresh: res.json_str("refresh_token"),
+    };
+    assert_ne!(
+        next.refresh, token,
+        "rotation must hand out a new refresh token"
+    );
+    next
+}
+
+async fn logout(addr: SocketAddr, session: &Session) -> Resp {
+    call(
+        addr,
+        Method::POST,
+        "/logout",
+        Some(&session.access),
+        Some(json!({"refresh_token": session.refresh})),
+    )
+    .await
+}
+
+fn claims(auth: &JwtAuth, token: &str, ty: TokenType) -> TokenPayload {
+    auth.verify(token, ty).expect("a genuine token verifies")
+}
+
+// ---------------------------------------------------------------------------------
+// Token surgery
+// ---------------------------------------------------------------------------------
+
+fn segments(token: &str) -> [&str; 3] {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "compact JWS");
+    [parts[0], parts[1], parts[2]]
+}
+
+/// The same header and signature with an edited payload (same jti and family).
+fn edit_payload(token: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+    let [h, p, s] = segments(token);
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).expect("b64")).expect("json");
+    edit(payload.as_object_mut().expect("claims object"));
+    let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("json"));
+    format!("{h}.{p}.{s}")
+}
+
+/// The same header and payload, HS256-signed with another secret.
+fn resign(token: &str, secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let [h, p, _] = segments(token);
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(format!("{h}.{p}").as_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{h}.{p}.{sig}")
+}
+
+/// Encodings of the same bytes that a lenient base64 decoder would accept (9.2).
+fn reencodings(token: &str) -> Vec<(&'static str, String)> {
+    let [h, p, s] = segments(token);
+    let pad = |seg: &str| {
+        let mut seg = seg.to_owned();
+        while !seg.len().is_multiple_of(4) {
+            seg.push('=');
+        }
+        seg
+    };
+    let std_alphabet = |seg: &str| seg.replace('-', "+").replace('_', "/");
+    let mut out = vec![
+        ("padded payload", format!("{h}.{}.{s}", pad(p))),
+        ("padded signature", format!("{h}.{p}.{}", pad(s))),
+        (
+            "padded everywhere",
+            format!("{}.{}.{}", pad(h), pad(p), pad(s)),
+        ),
+        ("trailing = on signature", format!("{token}=")),
+    ];
+    // The standard alphabet, where it makes a difference.
+    let std = format!(
+        "{}.{}.{}",
+        std_alphabet(h),
+        std_alphabet(p),
+        std_alphabet(s)
+    );
+    if std != token {
+        out.push(("+/ alphabet", std));
+    }
+    // Standard alphabet with padding: what `base64::STANDARD` would produce.
+    let standard = |seg: &str| STANDARD.encode(URL_SAFE_NO_PAD.decode(seg).expect("b64"));
+    out.push((
+        "standard base64",
+        format!("{}.{}.{}", standard(h), standard(p), standard(s)),
+    ));
+    // A non-canonical last character: a 32-byte MAC leaves two unused low bits.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let last = *s.as_bytes().last().expect("signature");
+    let idx = alphabet
+        .iter()
+        .position(|&c| c == last)
+        .expect("base64url char");
+    let tail = char::from(alphabet[idx ^ 1]);
+    out.push((
+        "non-canonical signature tail",
+        format!("{h}.{p}.{}{tail}", &s[..s.len() - 1]),
+    ));
+    // A segment whose length is a multiple of 4 needs no padding.
+    out.retain(|(_, t)| t != token);
+    out
+}
+
+// ---------------------------------------------------------------------------------
+// Scenarios (one body, every store)
+// ---------------------------------------------------------------------------------
+
+mod scenarios {
+    use super::*;
+
+    /// 9.1: logout revokes the access token and the refresh token presented with it.
+    pub async fn logout_revokes_access_and_refresh(b: Backend) {
+        let clock = ManualClock::starting_now();
+        let app = serve(builder(&clock, b.store.clone()).build().unwrap()).await;
+        let s = login(app.addr).await;
+        let other = login(app.addr).await;
+        assert_eq!(protected(app.addr, &s.access).await.status, StatusCode::OK);
+
+        let res = logout(app.addr, &s).await;
+        assert_eq!(res.status, StatusCode::OK, "logout: {res:?}");
+
+        let res = protected(app.addr, &s.access).await;
+        assert!(res.is_revoked(), "access token after logout: {res:?}");
+        let res = refresh(app.addr, &s.refresh).await;
+        assert!(
+            res.is_invalid_token(),
+            "refresh token after logout: {res:?}"
+        );
+        // Logging out once more with the same credentials is refused as well.
+        let res = logout(app.addr, &s).await;
+        assert!(res.is_revoked(), "second logout: {res:?}");
+
+        // Another session of the same user is untouched.
+        assert_eq!(
+            protected(app.addr, &other.access).await.status,
+            StatusCode::OK
+        );
+        refresh_ok(app.addr, &other.refresh).await;
+    }
+
+    /// 9.2: a revoked token re-encoded (padding, `+/` alphabet, non-canonical tail) is
+    /// still refused.
+    pub async fn reencoded_revoked_token_stays_refused(b: Backend) {
+        let clock = ManualClock::starting_now();
+        let app = serve(builder(&clock, b.store.clone()).build().unwrap()).await;
+        let s = login(app.addr).await;
+        assert_eq!(logout(app.addr, &s).await.status, StatusCode::OK);
+
+        for (what, token) in reencodings(&s.access) {
+            let res = protected(app.addr, &token).await;
+            assert_eq!(
+                res.status,
+                StatusCode::UNAUTHORIZED,
+                "{what} access token: {res:?}"
+            );
+            assert!(res.is_invalid_token(), "{what} access token: {res:?}");
+        }
+        for (what, token) in reencodings(&s.refresh) {
+            let res = refresh(app.addr, &token).await;
+            assert_eq!(
+                res.status,
+                StatusCode::UNAUTHORIZED,
+                "{what} refresh token: {res:?}"
+            );
+        }
+        // The canonical form is refused too, of course.
+        assert!(protected(app.addr, &s.access).await.is_revoked());
+    }
+
+    /// "Log out everywhere": every current token of the subject is refused; a login one
+    /// second later works.
+    pub async fn revoke_subject_ends_every_session(b: Backend) {
+        let clock = ManualClock::starting_now();
+        let auth = builder(&clock, b.store.clone()).build().unwrap();
+        let app = serve(auth.clone()).await;
+        let s1 = login(app.addr).await;
+        let s2 = login(app.addr).await;
+        let s3 = login(app.addr).await;
+        let s3 = refresh_ok(app.addr, &s3.refresh).await;
+
+        auth.revoke_subject("test").await.expect("revoke_subject");
+
+        for (i, s) in [&s1, &s2, &s3].into_iter().enumerate() {
+            let res = protected(app.addr, &s.access).await;
+            assert!(
+                res.is_revoked(),
+                "session {i} access after revoke_subject: {res:?}"
+            );
+            let res = refresh(app.addr, &s.refresh).await;
+            assert!(
+                res.is_invalid_token(),
+                "session {i} refresh after revoke_subject: {res:?}"
+            );
+        }
+        // Tokens issued in the same second are covered by "issued at or before".
+        let same_second = login(app.addr).await;
+        assert!(protected(app.addr, &same_second.access).await.is_revoked());
+
+        clock.advance(1);
+        let fresh = login(app.addr).await;
+        let res = protected(app.addr, &fresh.access).await;
+        assert_eq!(
+            res.status,
+            StatusCode::OK,
+            "login after revoke_subject: {res:?}"
+        );
+        let next = refresh_ok(app.addr, &fresh.refresh).await;
+        assert_eq!(
+            protected(app.addr, &next.access).await.status,
+            StatusCode::OK
+        );
+        // The old ones stay dead.
+        assert!(protected(app.addr, &s1.access).await.is_revoked());
+    }
+
+    /// 8.1, 8.2: every refresh rotates; replaying an earlier refresh token revokes the
+    /// whole family, the newest refresh token included.
+    pub async fn rotation_and_reuse_detection(b: Backend) {
+        let clock = ManualClock::starting_now();
+        let app = serve(builder(&clock, b.store.clone()).build().unwrap()).await;
+        let s0 = login(app.addr).await;
+        let s1 = refresh_ok(app.addr, &s0.refresh).await;
+        let s2 = refresh_ok(app.addr, &s1.refresh).await;
+        let s3 = refresh_ok(app.addr, &s2.refresh).await;
+        let all = [&s0.refresh, &s1.refresh, &s2.refresh, &s3.refresh];
+        for (i, a) in all.iter().enumerate() {
+            for c in &all[i + 1..] {
+                assert_ne!(a, c, "every rotation yields a distinct refresh token");
+            }
+        }
+        assert_eq!(protected(app.addr, &s3.access).await.status, StatusCode::OK);
+
+        // Replay the previous refresh token.
+        let res = refresh(app.addr, &s2.refresh).await;
+        assert!(res.is_invalid_token(), "replayed refresh token: {res:?}");
+        // The family is revoked: the newest refresh token and its access token too.
+        let res = refresh(app.addr, &s3.refresh).await;
+        assert!(
+            res.is_invalid_token(),
+            "newest refresh token after reuse: {res:?}"
+        );
+        let res = protected(app.addr, &s3.access).await;
+        assert!(res.is_revoked(), "newest access token after reuse: {res:?}");
+        // Another family (another login) is not affected.
+        let other = login(app.addr).await;
+        refresh_ok(app.addr, &other.refresh).await;
+    }
+
+    /// 8.3, I3: a forged refresh token carrying a known jti/family is refused and does
+    /// not count as reuse (the genuine newest refresh token still works).
+    pub async fn forged_refresh_does_not_revoke_family(b: Backend) {
+        let clock = ManualClock::starting_now();
+        let app = serve(builder(&clock, b.store.clone()).build().unwrap()).await;
+        let s0 = login(app.addr).await;
+        let s1 = refresh_ok(app.addr, &s0.refresh).await;
+
+        let mut forged = Vec::new();
+        for (name, token) in [("rotated", &s0.refresh), ("current", &s1.refresh)] {
+            forged.push((
+                format!("{name}: payload edited, signature kept"),
+                edit_payload(token, |c| {
+                    c.insert("scopes".into(), json!(["admin"]));
+                }),
+            ));
+            forged.push((
+                format!("{name}: exp edited, signature kept"),
+                edit_payload(token, |c| {
+                    let exp = c["exp"].as_u64().expect("exp");
+                    c.insert("exp".into(), json!(exp + 3600));
+                }),
+            ));
+            forged.push((
+                format!("{name}: signed with another secret"),
+                resign(token, OTHER_SECRET),
+            ));
+            forged.push((
+                format!("{name}: edited and signed with another secret"),
+                resign(
+                    &edit_payload(token, |c| {
+                        c.insert("sub".into(), json!("mallory"));
+                    }),
+                    OTHER_SECRET,
+                ),
+            ));
+        }
+        for (what, token) in &forged {
+            let res = refresh(app.addr, token).await;
+            assert!(res.is_invalid_token(), "{what}: {res:?}");
+            assert!(
+                !res.is_revoked(),
+                "{what} must fail on its signature: {res:?}"
+            );
+        }
+        // A forged access token of the family does not revoke anything either.
+        let res = call(
+            app.addr,
+            Method::POST,
+            "/logout",
+            Some(&resign(&s1.access, OTHER_SECRET)),
+            Some(json!({"refresh_token": s1.refresh})),
+        )
+        .await;
+        assert!(res.is_invalid_token(), "forged logout: {res:?}");
+
+        // The genuine newest tokens still work: the family was not revoked.
+        assert_eq!(protected(app.addr, &s1.access).await.status, StatusCode::OK);
+        let s2 = refresh_ok(app.addr, &s1.refresh).await;
+        assert_eq!(protected(app.addr, &s2.access).await.status, StatusCode::OK);
+    }
+
+    /// 8.7: with a grace window, the immediately preceding refresh token works within
+    /// the window, and not after it.
+    pub async fn grace_window_for_the_preceding_token(b: Backend) {
+        let clock = ManualClock::starting_now();
+        let app = serve(grace_auth(&clock, &b)).await;
+        let a0 = login(app.addr).await;
+        let a1 = refresh_ok(app.addr, &a0.refresh).await;
+        clock.advance(3);
+        let a1b = refresh_ok(app.addr, &a0.refresh).await; // within the window
+        assert_eq!(
+            protected(app.addr, &a1b.access).await.status,
+            StatusCode::OK
+        );
+        // The token it was rotated into is still current.
+        let a2 = refresh_ok(app.addr, &a1.refresh).await;
+        clock.advance(3); // 6 s after the rotation of a0
+        let res = refresh(app.addr, &a0.refresh).await;
+        assert!(
+            res.is_invalid_token(),
+            "preceding token after the window: {res:?}"
+        );
+        // Outside the window it is plain reuse: the family is revoked (8.2).
+        let res = refresh(app.addr, &a2.refresh).await;
+        assert!(
+            res.is_invalid_token(),
+            "family after reuse outside the window: {res:?}"
+        );
+    }
+
+    /// 8.7: the grace window never re-opens an older ancestor (django-oauth-toolkit
+    /// #1617), even while that ancestor's own window would still be running.
+    pub async fn grace_window_never_reopens_an_older_ancestor(b: Backend) {
+        let clock = ManualClock::starting_now();
+        let app = serve(grace_auth(&clock, &b)).await;
+        let b0 = login(app.addr).await;
+        let b1 = refresh_ok(app.addr, &b0.refresh).await;
+        clock.advance(1);
+        let b2 = refresh_ok(app.addr, &b1.refresh).await;
+        clock.advance(1); // 2 s after b0 was rotated, 1 s after b1 was
+        let res = refresh(app.addr, &b0.refresh).await;
+        assert!(
+            res.is_invalid_token(),
+            "an older ancestor must never refresh, grace or not (8.7): {res:?}"
+        );
+        // Presenting it is reuse: the family is revoked (8.2).
+        let res = refresh(app.addr, &b2.refresh).await;
+        assert!(
+            res.is_invalid_token(),
+            "family after ancestor reuse: {res:?}"
+        );
+    }
+
+    fn grace_auth(clock: &ManualClock, b: &Backend) -> JwtAuth {
+        builder(clock, b.store.clone())
+            .rotation_grace(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
+
+    /// Concurrent refreshes with the same token and no grace: exactly one wins.
+    pub async fn concurrent_refresh_exactly_one_wins(b: Backend) {
+        const N: usize = 8;
+        let clock = ManualClock::starting_now();
+        let app = serve(builder(&clock, b.store.clone()).build().unwrap()).await;
+        for round in 0..2 {
+            let s = login(app.addr).await;
+            // Round 1 races on a token whose family the store already knows.
+            let token = if round == 0 {
+                s.refresh
+            } else {
+                refresh_ok(app.addr, &s.refresh).await.refresh
+            };
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..N {
+                let (addr, token) = (app.addr, token.clone());
+                set.spawn(async move { refresh(addr, &token).await });
+            }
+            let mut ok = 0;
+            while let Some(res) = set.join_next().await {
+                let res = res.expect("request task");
+                match res.status {
+                    StatusCode::OK => ok += 1,
+                    _ => assert!(res.is_invalid_token(), "round {round}: loser: {res:?}"),
+                }
+            }
+            assert_eq!(
+                ok, 1,
+                "round {round}: exactly one of {N} concurrent refreshes succeeds"
+            );
+        }
+    }
+
+    /// Entries carry the token's expiry: the memory store drops them after it, Redis
+    /// keys have a TTL no longer than the token's remaining life.
+    pub async fn entries_expire(b: Backend) {
+        const ACCESS_TTL: u64 = 60;
+        const REFRESH_TTL: u64 = 120;
+        let clock = ManualClock::starting_now();
+        let auth = builder(&clock, b.store.clone())
+            .access_ttl(Duration::from_secs(ACCESS_TTL))
+            .refresh_ttl(Duration::from_secs(REFRESH_TTL))
+            .build()
+            .unwrap();
+        let app = serve(auth.clone()).await;
+        let s0 = login(app.addr).await;
+        let s = refresh_ok(app.addr, &s0.refresh).await;
+        let refresh_claims = claims(&auth, &s.refresh, TokenType::Refresh);
+        assert_eq!(logout(app.addr, &s).await.status, StatusCode::OK);
+        assert!(protected(app.addr, &s.access).await.is_revoked());
+
+        match &b.probe {
+            Probe::Memory(store) => {
+                // Capacity 4: the store purges expired entries when it reaches 4.
+                // Entries now: the rotated family, two revoked jtis.
+                assert_eq!(store.len(), 3, "family + two jtis");
+                // Before anything expired, a full store refuses to forget (fail closed).
+                clock.advance(1);
+                let early = login(app.addr).await;
+                let res = logout(app.addr, &early).await;
+                assert_eq!(
+                    res.status,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "full store: {res:?}"
+                );
+                assert!(
+                    protected(app.addr, &s.access).await.is_revoked(),
+                    "nothing dropped early"
+                );
+                assert!(store.len() <= 4);
+
+                // After every exp, the next writes drop the old entries.
+                clock.set(refresh_claims.exp + 10);
+                let later = login(app.addr).await;
+                let res = logout(app.addr, &later).await;
+                assert_eq!(res.status, StatusCode::OK, "logout after expiry: {res:?}");
+                assert_eq!(
+                    store.len(),
+                    3,
+                    "only the last logout's entries remain (family + two jtis)"
+                );
+                assert!(protected(app.addr, &later.access).await.is_revoked());
+            }
+            #[cfg(feature = "redis")]
+            Probe::Redis { url } => {
+                let access = claims(&auth, &s.access, TokenType::Access);
+                let family = refresh_claims.family.clone().expect("refresh family");
+                let mut conn = redis::Client::open(url.as_str())
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("redis connection");
+                let now = auth.now();
+                let checks = [
+                    (
+                        format!("tower-jwt-auth:jti:{}", access.jti),
+                        access.exp - now,
+                    ),
+                    (
+                        format!("tower-jwt-auth:jti:{}", refresh_claims.jti),
+                        refresh_claims.exp - now,
+                    ),
+                    (
+                        format!("tower-jwt-auth:famrev:{family}"),
+                        refresh_claims.exp - now,
+                    ),
+                    (
+                        format!("tower-jwt-auth:fam:{family}"),
+                        refresh_claims.exp - now,
+                    ),
+                ];
+                for (key, remaining) in checks {
+                    let ttl: i64 = redis::cmd("TTL")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    assert!(
+                        ttl > 0 && ttl as u64 <= remaining,
+                        "TTL of {key} is {ttl}, token has {remaining} s left"
+                    );
+                }
+                auth.revoke_subject("test").await.unwrap();
+                let key = "tower-jwt-auth:sub:test";
+                let ttl: i64 = redis::cmd("TTL")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let bound = REFRESH_TTL + 5; // the longest token life plus the leeway
+                assert!(
+                    ttl > 0 && ttl as u64 <= bound,
+                    "TTL of {key} is {ttl}, bound {bound}"
+                );
+                // Every key the store wrote has a TTL.
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg("tower-jwt-auth:*")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert!(!keys.is_empty());
+                for key in keys {
+                    let ttl: i64 = redis::cmd("TTL")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    assert!(ttl > 0 && ttl as u64 <= bound, "TTL of {key} is {ttl}");
+                }
+            }
+        }
+    }
+}
+
+/// The suite, instantiated for one store factory.
+macro_rules! store_suite {
+    ($factory:path) => {
+        store_suite!(@test $factory, BIG, logout_revokes_access_and_refresh);
+        store_suite!(@test $factory, BIG, reencoded_revoked_token_stays_refused);
+        store_suite!(@test $factory, BIG, revoke_subject_ends_every_session);
+        store_suite!(@test $factory, BIG, rotation_and_reuse_detection);
+        store_suite!(@test $factory, BIG, forged_refresh_does_not_revoke_family);
+        store_suite!(@test $factory, BIG, grace_window_for_the_preceding_token);
+        store_suite!(@test $factory, BIG, grace_window_never_reopens_an_older_ancestor);
+        store_suite!(@test $factory, BIG, concurrent_refresh_exactly_one_wins);
+        store_suite!(@test $factory, 4, entries_expire);
+    };
+    (@test $factory:path, $capacity:expr, $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(backend) = $factory($capacity).await else {
+                return;
+            };
+            within(scenarios::$name(backend)).await;
+        }
+    };
+}
+
+mod memory_store {
+    use super::*;
+    store_suite!(memory_backend);
+}
+
+#[cfg(feature = "redis")]
+mod redis_store {
+    use super::*;
+    store_suite!(redis_backend);
+}
+
+// ---------------------------------------------------------------------------------
+// Redis only: several instances, outage and recovery
+// ---------------------------------------------------------------------------------
+
+#[cfg(feature = "redis")]
+mod redis_server {
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    pub const REDIS_BIN: &str = "/usr/bin/redis-server";
+
+    /// A `redis-server` child process, killed on drop.
+    pub struct RedisServer {
+        child: Option<Child>,
+        pub port: u16,
+    }
+
+    fn free_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.local_addr().expect("local addr").port()
+    }
+
+    /// Whether the Redis tests can run; fails when `REQUIRE_REDIS=1` and they cannot.
+    pub fn available() -> bool {
+        if Path::new(REDIS_BIN).exists() {
+            return true;
+        }
+        if std::env::var("REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("REQUIRE_REDIS=1 but {REDIS_BIN} is not installed");
+        }
+        println!("redis tests SKIPPED: redis-server not installed");
+        false
+    }
+
+    impl RedisServer {
+        /// A server on a free port, or `None` when redis-server is not installed.
+        pub async fn start() -> Option<Self> {
+            if !available() {
+                return None;
+            }
+            // A port picked this way can be taken by someone else before redis binds it.
+            let mut last = None;
+            for _ in 0..3 {
+                match Self::start_on(free_port()).await {
+                    Ok(server) => return Some(server),
+                    Err(e) => last = Some(e),
+                }
+            }
+            panic!("could not start redis-server: {last:?}");
+        }
+
+        /// A server on `port`, answering PING.
+        pub async fn start_on(port: u16) -> Result<Self, String> {
+            let child = Command::new(REDIS_BIN)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("spawn {REDIS_BIN}: {e}"))?;
+            let mut server = Self {
+                child: Some(child),
+                port,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Some(child) = server.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    server.child = None;
+                    return Err(format!("redis-server on port {port} exited: {status}"));
+                }
+                if ping(port).await {
+                    return Ok(server);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(format!(
+                "redis-server on port {port} did not answer PING within 10 s"
+            ))
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+
+        /// Kills the server (as a crash would).
+        pub fn kill(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    async fn ping(port: u16) -> bool {
+        let attempt = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            stream.write_all(b"PING\r\n").await.ok()?;
+            let mut buf = [0u8; 16];
+            let n = stream.read(&mut buf).await.ok()?;
+            Some(buf[..n].starts_with(b"+PONG"))
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), attempt).await,
+            Ok(Some(true))
+        )
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_only {
+    use std::time::Instant;
+
+    use super::redis_server::RedisServer;
+    use super::*;
+    use tower_jwt_auth::revocation::RedisStore;
+
+    /// One app instance with its own connection to the shared Redis.
+    async fn instance(url: &str, clock: &ManualClock) -> App {
+        let store = RedisStore::connect(url).await.expect("connect to redis");
+        serve(builder(clock, Arc::new(store)).build().unwrap()).await
+    }
+
+    /// Two instances share revocations: logout on A is seen by B; reuse of a refresh
+    /// token rotated on A, presented on B, revokes the family on both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_share_revocations() {
+        let Some(server) = RedisServer::start().await else {
+            return;
+        };
+        within(async {
+            let clock = ManualClock::starting_now();
+            let a = instance(&server.url(), &clock).await;
+            let b = instance(&server.url(), &clock).await;
+
+            // Logout on A, rejected on B.
+            let s = login(a.addr).await;
+            assert_eq!(protected(b.addr, &s.access).await.status, StatusCode::OK);
+            assert_eq!(logout(a.addr, &s).await.status, StatusCode::OK);
+            let res = protected(b.addr, &s.access).await;
+            assert!(res.is_revoked(), "B after logout on A: {res:?}");
+            let res = refresh(b.addr, &s.refresh).await;
+            assert!(
+                res.is_invalid_token(),
+                "refresh on B after logout on A: {res:?}"
+            );
+
+            // Rotation on A, reuse on B.
+            let r0 = login(b.addr).await;
+            let r1 = refresh_ok(a.addr, &r0.refresh).await;
+            let r2 = refresh_ok(b.addr, &r1.refresh).await; // rotation continues across instances
+            assert_eq!(protected(a.addr, &r2.access).await.status, StatusCode::OK);
+            let res = refresh(b.addr, &r1.refresh).await;
+            assert!(
+                res.is_invalid_token(),
+                "reuse on B of a token rotated on B: {res:?}"
+            );
+            for (name, app) in [("A", &a), ("B", &b)] {
+                let res = refresh(app.addr, &r2.refresh).await;
+                assert!(
+                    res.is_invalid_token(),
+                    "newest refresh on {name} after reuse: {res:?}"
+                );
+                let res = protected(app.addr, &r2.access).await;
+                assert!(
+                    res.is_revoked(),
+                    "newest access on {name} after reuse: {res:?}"
+                );
+            }
+
+            // And the plain case: rotate on A, replay the old token on B.
+            let q0 = login(a.addr).await;
+            let q1 = refresh_ok(a.addr, &q0.refresh).await;
+            let res = refresh(b.addr, &q0.refresh).await;
+            assert!(
+                res.is_invalid_token(),
+                "replay on B of a token rotated on A: {res:?}"
+            );
+            for (name, app) in [("A", &a), ("B", &b)] {
+                let res = refresh(app.addr, &q1.refresh).await;
+                assert!(
+                    res.is_invalid_token(),
+                    "newest refresh on {name} after reuse: {res:?}"
+                );
+            }
+        })
+        .await;
+    }
+
+    /// Redis killed mid-run: valid tokens get 503 (never 200) within a bounded time;
+    /// Redis back on the same port: the same instances answer 200 again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outage_fails_closed_and_recovers() {
+        let Some(mut server) = RedisServer::start().await else {
+            return;
+        };
+        let port = server.port;
+        within(async {
+            let clock = ManualClock::starting_now();
+            let a = instance(&server.url(), &clock).await;
+            let b = instance(&server.url(), &clock).await;
+            let s = login(a.addr).await;
+            for app in [&a, &b] {
+                assert_eq!(protected(app.addr, &s.access).await.status, StatusCode::OK);
+            }
+
+            server.kill();
+            let started = Instant::now();
+            for round in 0..4 {
+                for (name, app) in [("A", &a), ("B", &b)] {
+                    let t = Instant::now();
+                    let res = protected(app.addr, &s.access).await;
+                    assert_eq!(
+                        res.status,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "round {round} on {name} with Redis down: {res:?}"
+                    );
+                    assert!(
+                        t.elapsed() < Duration::from_secs(3),
+                        "503 took {:?}",
+                        t.elapsed()
+                    );
+                    let res = refresh(app.addr, &s.refresh).await;
+                    assert_eq!(
+                        res.status,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "refresh with Redis down: {res:?}"
+                    );
+                }
+            }
+            println!(
+                "outage: 16 requests answered 503 in {:?}",
+                started.elapsed()
+            );
+            // Login needs no store.
+            login(a.addr).await;
+
+            let mut restarted = RedisServer::start_on(port)
+                .await
+                .expect("restart redis on the same port");
+            let back = Instant::now();
+            for (name, app) in [("A", &a), ("B", &b)] {
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let res = protected(app.addr, &s.access).await;
+                    if res.status == StatusCode::OK {
+                        break;
+                    }
+                    assert_eq!(
+                        res.status,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{name} while reconnecting: {res:?}"
+                    );
+                    assert!(
+                        attempts < 100,
+                        "{name} did not recover within {attempts} attempts ({:?})",
+                        back.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                println!(
+                    "instance {name} recovered after {attempts} attempt(s), {:?}",
+                    back.elapsed()
+                );
+            }
+            // Writes and rotations work again on both.
+            let s1 = refresh_ok(b.addr, &s.refresh).await;
+            assert_eq!(logout(a.addr, &s1).await.status, StatusCode::OK);
+            assert!(protected(b.addr, &s1.access).await.is_revoked());
+            restarted.kill();
+        })
+        .await;
+    }
+}
+
+#[test]
+fn reencodings_differ_from_the_token() {
+    let auth = JwtAuth::builder().hs256(SECRET).build().unwrap();
+    let token = auth.token_pair("x").unwrap().access_token;
+    let variants = reencodings(&token);
+    assert!(variants.len() >= 4, "{variants:?}");
+    for (what, t) in variants {
+        assert_ne!(t, token, "{what}");
+        assert!(
+            auth.verify(&t, TokenType::Access).is_err(),
+            "{what} must not verify"
+        );
+    }
+}
