@@ -4,6 +4,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+mod axum;
 mod cache;
 mod claims;
 mod clock;
@@ -20,6 +23,8 @@ pub mod revocation;
 mod service;
 mod verify;
 
+#[cfg(feature = "axum")]
+pub use axum::{Claims, MissingAuthLayer};
 pub use auth::{ImplicitRefresh, JwtAuth, JwtAuthBuilder, MultipleCredentials};
 pub use claims::{TokenPayload, TokenType};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -1,0 +1,91 @@
+//! axum extractors for the verified claims (feature `axum`).
+
+use std::convert::Infallible;
+use std::fmt;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::claims::TokenPayload;
+
+/// The verified claims of the request, as put there by [`AuthLayer`](crate::AuthLayer).
+///
+/// Use `Option<Claims>` on routes with [`AuthLayer::optional`](crate::AuthLayer::optional).
+/// A required `Claims` on a route without the layer answers 500 and names the missing
+/// layer, as axum's `Extension` does: that is a bug in the router, not a client error.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_jwt_auth::{Claims, JwtAuth};
+///
+/// async fn me(Claims(claims): Claims) -> String {
+///     claims.sub
+/// }
+///
+/// let auth = JwtAuth::builder().hs256([7u8; 32]).build()?;
+/// let app: Router = Router::new().route("/me", get(me)).route_layer(auth.layer());
+/// # Ok::<(), tower_jwt_auth::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Claims<C = TokenPayload>(pub C);
+
+/// The rejection of [`Claims`] when the layer did not run for the route.
+#[derive(Debug)]
+pub struct MissingAuthLayer {
+    claims_type: &'static str,
+}
+
+impl fmt::Display for MissingAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Missing request extension: claims of type `{}` were not found. \
+             Is `AuthLayer` (with `.claims::<{}>()` for a custom type) applied to this route?",
+            self.claims_type, self.claims_type
+        )
+    }
+}
+
+impl std::error::Error for MissingAuthLayer {}
+
+impl IntoResponse for MissingAuthLayer {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+impl<S, C> FromRequestParts<S> for Claims<C>
+where
+    S: Send + Sync,
+    C: Clone + Send + Sync + 'static,
+{
+    type Rejection = MissingAuthLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<C>()
+            .cloned()
+            .map(Claims)
+            .ok_or(MissingAuthLayer {
+                claims_type: std::any::type_name::<C>(),
+            })
+    }
+}
+
+impl<S, C> OptionalFromRequestParts<S> for Claims<C>
+where
+    S: Send + Sync,
+    C: Clone + Send + Sync + 'static,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<C>().cloned().map(Claims))
+    }
+}
