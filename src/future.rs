@@ -12,6 +12,23 @@ use pin_project_lite::pin_project;
 use crate::auth::JwtAuth;
 use crate::revocation::{StoreError, StoreFuture};
 
+/// The span of an authenticated request (a zero-sized stand-in without `tracing`).
+#[cfg(feature = "tracing")]
+pub(crate) type Span = tracing::Span;
+
+#[cfg(not(feature = "tracing"))]
+#[derive(Default)]
+pub(crate) struct Span;
+
+#[cfg(not(feature = "tracing"))]
+impl Span {
+    pub(crate) fn none() -> Self {
+        Self
+    }
+
+    fn enter(&self) {}
+}
+
 /// An access cookie to append to a successful response (implicit refresh).
 pub(crate) struct Refresh {
     pub(crate) cookie: HeaderValue,
@@ -19,7 +36,7 @@ pub(crate) struct Refresh {
 }
 
 pub(crate) enum Resumed<F, B> {
-    Call(F, Option<Refresh>),
+    Call(F, Option<Refresh>, Span),
     Reject(Response<B>),
 }
 
@@ -40,6 +57,7 @@ pin_project! {
             #[pin]
             future: F,
             refresh: Option<Refresh>,
+            span: Span,
         },
         Checking {
             check: StoreFuture<bool>,
@@ -52,9 +70,13 @@ pin_project! {
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn inner(future: F, refresh: Option<Refresh>) -> Self {
+    pub(crate) fn inner(future: F, refresh: Option<Refresh>, span: Span) -> Self {
         Self {
-            state: State::Inner { future, refresh },
+            state: State::Inner {
+                future,
+                refresh,
+                span,
+            },
         }
     }
 
@@ -92,7 +114,12 @@ where
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Inner { future, refresh } => {
+                StateProj::Inner {
+                    future,
+                    refresh,
+                    span,
+                } => {
+                    let _entered = span.enter();
                     let mut res = ready!(future.poll(cx))?;
                     if let Some(Refresh { cookie, auth }) = refresh.take() {
                         // Only on success or redirect, and never over cookies the
@@ -112,7 +139,11 @@ where
                         return Poll::Pending;
                     };
                     let next = match resume(answer) {
-                        Resumed::Call(future, refresh) => State::Inner { future, refresh },
+                        Resumed::Call(future, refresh, span) => State::Inner {
+                            future,
+                            refresh,
+                            span,
+                        },
                         Resumed::Reject(response) => State::Rejected {
                             response: Some(response),
                         },

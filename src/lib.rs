@@ -23,9 +23,9 @@ pub mod revocation;
 mod service;
 mod verify;
 
+pub use auth::{ImplicitRefresh, JwtAuth, JwtAuthBuilder, MultipleCredentials};
 #[cfg(feature = "axum")]
 pub use axum::{Claims, MissingAuthLayer};
-pub use auth::{ImplicitRefresh, JwtAuth, JwtAuthBuilder, MultipleCredentials};
 pub use claims::{TokenPayload, TokenType};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cookies::{CookieNames, CookieSameSite};

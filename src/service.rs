@@ -10,9 +10,8 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use crate::auth::{Accepted, Authenticated, JwtAuth};
-use crate::claims::TokenPayload;
 use crate::error::{AuthError, TokenError};
-use crate::future::{Refresh, ResponseFuture, Resumed};
+use crate::future::{Refresh, ResponseFuture, Resumed, Span};
 use crate::layer::AuthLayer;
 use crate::responder::{Protocol, Responder};
 use crate::revocation::StoreError;
@@ -57,19 +56,20 @@ fn protocol_of<B>(req: &Request<B>) -> Protocol {
 }
 
 fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protocol) -> Response<B> {
+    // The reason only: a rejected token's claims are not trusted, and tokens are never logged.
     #[cfg(feature = "tracing")]
-    tracing::debug!(reason = %error, status = error.status().as_u16(), "request rejected");
+    tracing::info!(reason = %error, status = error.status().as_u16(), "request rejected");
     let mut res = responder.respond(&error, protocol);
     res.extensions_mut().insert(error);
     res
 }
 
-/// Puts the claims (as `C`, plus the [`TokenPayload`] when `C` is another type) and
+/// Puts the claims (as `C`, plus the [`crate::TokenPayload`] when `C` is another type) and
 /// the presented token into the request extensions.
 fn insert_claims<C>(
     ext: &mut Extensions,
     auth: Authenticated,
-) -> Result<Option<HeaderValue>, AuthError>
+) -> Result<(Option<HeaderValue>, Span), AuthError>
 where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
@@ -79,7 +79,15 @@ where
         set_cookie,
     } = auth;
     #[cfg(feature = "tracing")]
-    tracing::debug!(sub = %payload.sub, jti = %payload.jti, "request authenticated");
+    let span = tracing::info_span!(
+        "authenticated",
+        sub = %payload.sub,
+        jti = %payload.jti,
+        location = ?presented.location(),
+        refreshed = set_cookie.is_some(),
+    );
+    #[cfg(not(feature = "tracing"))]
+    let span = Span::none();
     let mut slot = Some(payload);
     // The default claims type is moved, not parsed again.
     match (&mut slot as &mut dyn Any).downcast_mut::<Option<C>>() {
@@ -98,7 +106,7 @@ where
         }
     }
     ext.insert(presented);
-    Ok(set_cookie)
+    Ok((set_cookie, span))
 }
 
 impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for AuthService<S, C, R>
@@ -128,7 +136,7 @@ where
             protocol == Protocol::Grpc,
         ) {
             Ok(Some(accepted)) => accepted,
-            Ok(None) => return ResponseFuture::inner(self.inner.call(req), None),
+            Ok(None) => return ResponseFuture::inner(self.inner.call(req), None, Span::none()),
             Err(e) => return ResponseFuture::rejected(reject(&self.layer.responder, e, protocol)),
         };
         let Some(store) = &auth.inner.store else {
@@ -159,7 +167,7 @@ where
                 let resume = move |answer: Result<bool, StoreError>| {
                     let auth = &layer.auth;
                     match finish::<C>(auth, req.extensions_mut(), accepted, answer) {
-                        Ok(refresh) => Resumed::Call(inner.call(req), refresh),
+                        Ok((refresh, span)) => Resumed::Call(inner.call(req), refresh, span),
                         Err(e) => Resumed::Reject(reject(&layer.responder, e, protocol)),
                     }
                 };
@@ -174,7 +182,7 @@ fn finish<C>(
     ext: &mut Extensions,
     accepted: Accepted,
     answer: Result<bool, StoreError>,
-) -> Result<Option<Refresh>, AuthError>
+) -> Result<(Option<Refresh>, Span), AuthError>
 where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
@@ -188,11 +196,12 @@ where
         }
     }
     let authenticated = auth.complete(accepted)?;
-    let set_cookie = insert_claims::<C>(ext, authenticated)?;
-    Ok(set_cookie.map(|cookie| Refresh {
+    let (set_cookie, span) = insert_claims::<C>(ext, authenticated)?;
+    let refresh = set_cookie.map(|cookie| Refresh {
         cookie,
         auth: auth.clone(),
-    }))
+    });
+    Ok((refresh, span))
 }
 
 fn proceed<S, C, R, ReqB, ResB>(
@@ -209,11 +218,7 @@ where
     R: Responder<ResB>,
 {
     match finish::<C>(&layer.auth, req.extensions_mut(), accepted, answer) {
-        Ok(refresh) => ResponseFuture::inner(inner.call(req), refresh),
+        Ok((refresh, span)) => ResponseFuture::inner(inner.call(req), refresh, span),
         Err(e) => ResponseFuture::rejected(reject(&layer.responder, e, protocol)),
     }
 }
-
-// Keeps the unused-import lint quiet when only some paths use the type.
-#[allow(dead_code)]
-fn _assert_types(_: TokenPayload) {}
