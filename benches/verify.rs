@@ -63,7 +63,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("no_auth_service", |b| {
         b.iter(|| {
             let mut req = Request::new(());
-            req.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, bearer.clone());
             let svc = &mut bare_service;
             ready(ready(svc.ready()).unwrap().call(req)).unwrap()
         })
@@ -73,7 +74,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("layer", |b| {
         b.iter(|| {
             let mut req = Request::new(());
-            req.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, bearer.clone());
             let svc = &mut layered;
             let res = ready(ready(svc.ready()).unwrap().call(req)).unwrap();
             assert_eq!(res.status(), 200);
@@ -125,14 +127,30 @@ fn bench(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("cookie");
     g.measurement_time(Duration::from_secs(3));
-    let outside_window = cookie_header(&refreshing.access_token("alice").ttl(Duration::from_secs(3600)).issue().unwrap());
-    let in_window = cookie_header(&refreshing.access_token("alice").ttl(Duration::from_secs(60)).issue().unwrap());
+    let outside_window = cookie_header(
+        &refreshing
+            .access_token("alice")
+            .ttl(Duration::from_secs(3600))
+            .issue()
+            .unwrap(),
+    );
+    let in_window = cookie_header(
+        &refreshing
+            .access_token("alice")
+            .ttl(Duration::from_secs(60))
+            .issue()
+            .unwrap(),
+    );
     let mut svc = refreshing.layer().layer(service_fn(hello));
-    for (name, header) in [("layer_cookie", &outside_window), ("layer_cookie_reissue", &in_window)] {
+    for (name, header) in [
+        ("layer_cookie", &outside_window),
+        ("layer_cookie_reissue", &in_window),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut req = Request::new(());
-                req.headers_mut().insert(http::header::COOKIE, header.clone());
+                req.headers_mut()
+                    .insert(http::header::COOKIE, header.clone());
                 let s = &mut svc;
                 let res = ready(ready(s.ready()).unwrap().call(req)).unwrap();
                 assert_eq!(res.status(), 200);
@@ -140,9 +158,16 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    let claims = refreshing.verify(&typical_token(&refreshing), TokenType::Access).unwrap();
+    let claims = refreshing
+        .verify(&typical_token(&refreshing), TokenType::Access)
+        .unwrap();
     g.bench_function("reissue", |b| {
-        b.iter(|| refreshing.reissue_access(black_box(&claims)).issue().unwrap())
+        b.iter(|| {
+            refreshing
+                .reissue_access(black_box(&claims))
+                .issue()
+                .unwrap()
+        })
     });
     let enc_key = EncodingKey::from_secret(SECRET);
     let header = Header::new(Algorithm::HS256);
@@ -152,11 +177,58 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn asymmetric(c: &mut Criterion) {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let read = |name: &str| std::fs::read(keys.join(name)).unwrap();
+    let mut g = c.benchmark_group("asymmetric");
+    g.measurement_time(Duration::from_secs(2));
+    for (name, alg, private, public) in [
+        (
+            "rs256",
+            Algorithm::RS256,
+            "rsa_private.pem",
+            "rsa_public.pem",
+        ),
+        ("es256", Algorithm::ES256, "ec_private.pem", "ec_public.pem"),
+        (
+            "eddsa",
+            Algorithm::EdDSA,
+            "ed25519_private.pem",
+            "ed25519_public.pem",
+        ),
+    ] {
+        let key = tower_jwt_auth::Key::pem_pair(alg, read(private), read(public));
+        let build = |cache: usize| {
+            JwtAuth::builder()
+                .signing_key(key.clone())
+                .without_revocation()
+                .verified_token_cache(cache)
+                .build()
+                .unwrap()
+        };
+        let (uncached, cached) = (build(0), build(10_000));
+        let token = typical_token(&cached);
+        g.bench_function(format!("{name}_first_sight"), |b| {
+            b.iter(|| {
+                uncached
+                    .verify(black_box(&token), TokenType::Access)
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{name}_cached"), |b| {
+            b.iter(|| cached.verify(black_box(&token), TokenType::Access).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, asymmetric);
 
 /// Mean time of a benchmark, from criterion's own estimates of this run.
 fn mean_ns(id: &str) -> Option<f64> {
-    let path = Path::new("target/criterion").join(id).join("new/estimates.json");
+    let path = Path::new("target/criterion")
+        .join(id)
+        .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["mean"]["point_estimate"].as_f64()
@@ -165,16 +237,38 @@ fn mean_ns(id: &str) -> Option<f64> {
 fn report() {
     let pairs = [
         ("hs256 layer / floor", "hs256/layer", "hs256/floor"),
-        ("hs256 layer / jsonwebtoken::decode", "hs256/layer", "hs256/jsonwebtoken_decode"),
-        ("hs256 verify_fn / jsonwebtoken::decode", "hs256/verify_fn", "hs256/jsonwebtoken_decode"),
-        ("hs256 layer / no-auth service", "hs256/layer", "hs256/no_auth_service"),
-        ("cookie layer / bearer layer", "cookie/layer_cookie", "hs256/layer"),
-        ("reissue / jsonwebtoken::encode", "cookie/reissue", "cookie/jsonwebtoken_encode"),
+        (
+            "hs256 layer / jsonwebtoken::decode",
+            "hs256/layer",
+            "hs256/jsonwebtoken_decode",
+        ),
+        (
+            "hs256 verify_fn / jsonwebtoken::decode",
+            "hs256/verify_fn",
+            "hs256/jsonwebtoken_decode",
+        ),
+        (
+            "hs256 layer / no-auth service",
+            "hs256/layer",
+            "hs256/no_auth_service",
+        ),
+        (
+            "cookie layer / bearer layer",
+            "cookie/layer_cookie",
+            "hs256/layer",
+        ),
+        (
+            "reissue / jsonwebtoken::encode",
+            "cookie/reissue",
+            "cookie/jsonwebtoken_encode",
+        ),
     ];
     println!("\nratios (means of this run):");
     for (label, a, b) in pairs {
         match (mean_ns(a), mean_ns(b)) {
-            (Some(x), Some(y)) => println!("  {label:<44} {:>6.2}x  ({x:.0} ns / {y:.0} ns)", x / y),
+            (Some(x), Some(y)) => {
+                println!("  {label:<44} {:>6.2}x  ({x:.0} ns / {y:.0} ns)", x / y)
+            }
             _ => println!("  {label:<44} (not measured in this run)"),
         }
     }

@@ -166,8 +166,17 @@ impl Verifier<'_> {
         }
         let mut header_buf = [0u8; MAX_HEADER_B64 * 3 / 4 + 3];
         let header_json = decode_into(header_b64, &mut header_buf)?;
+        // serde_json skips ignored members without checking their UTF-8, and a derived
+        // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
+        let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;
+        if !header_json
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            return Err(TokenError::Malformed);
+        }
         let header: JoseHeader<'_> =
-            serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
+            serde_json::from_str(header_json).map_err(|_| TokenError::Malformed)?;
         if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() {
             return Err(TokenError::UnsupportedHeader);
         }

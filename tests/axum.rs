@@ -34,22 +34,34 @@ async fn get_text(app: Router, token: Option<&str>) -> (StatusCode, String) {
 #[tokio::test]
 async fn claims_extractor_with_default_and_custom_types() {
     let auth = auth();
-    let token = auth.access_token("alice").claim("tenant", "t1").issue().unwrap();
+    let token = auth
+        .access_token("alice")
+        .claim("tenant", "t1")
+        .issue()
+        .unwrap();
 
     let app = Router::new()
         .route("/", get(|Claims(c): Claims| async move { c.sub }))
         .route_layer(auth.layer());
-    assert_eq!(get_text(app, Some(&token)).await, (StatusCode::OK, "alice".into()));
+    assert_eq!(
+        get_text(app, Some(&token)).await,
+        (StatusCode::OK, "alice".into())
+    );
 
     let app = Router::new()
         .route(
             "/",
-            get(|Claims(t): Claims<Tenant>, Claims(p): Claims<TokenPayload>| async move {
-                format!("{}@{} {}", t.sub, t.tenant, p.jti.len())
-            }),
+            get(
+                |Claims(t): Claims<Tenant>, Claims(p): Claims<TokenPayload>| async move {
+                    format!("{}@{} {}", t.sub, t.tenant, p.jti.len())
+                },
+            ),
         )
         .route_layer(auth.layer().claims::<Tenant>());
-    assert_eq!(get_text(app, Some(&token)).await, (StatusCode::OK, "alice@t1 36".into()));
+    assert_eq!(
+        get_text(app, Some(&token)).await,
+        (StatusCode::OK, "alice@t1 36".into())
+    );
 }
 
 #[tokio::test]
@@ -60,15 +72,24 @@ async fn missing_layer_is_a_500_naming_it_and_optional_is_none() {
     assert!(body.contains("AuthLayer"), "{body}");
 
     let auth = auth();
-    let app = Router::new()
-        .route(
-            "/",
-            get(|c: Option<Claims>| async move { c.map_or("anonymous".to_owned(), |Claims(c)| c.sub) }),
-        )
-        .route_layer(auth.layer().optional());
-    assert_eq!(get_text(app.clone(), None).await, (StatusCode::OK, "anonymous".into()));
+    let app =
+        Router::new()
+            .route(
+                "/",
+                get(|c: Option<Claims>| async move {
+                    c.map_or("anonymous".to_owned(), |Claims(c)| c.sub)
+                }),
+            )
+            .route_layer(auth.layer().optional());
+    assert_eq!(
+        get_text(app.clone(), None).await,
+        (StatusCode::OK, "anonymous".into())
+    );
     let token = auth.access_token("bob").issue().unwrap();
-    assert_eq!(get_text(app, Some(&token)).await, (StatusCode::OK, "bob".into()));
+    assert_eq!(
+        get_text(app, Some(&token)).await,
+        (StatusCode::OK, "bob".into())
+    );
 }
 
 #[tokio::test]

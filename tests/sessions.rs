@@ -218,7 +218,9 @@ async fn s7_6_unsafe_cookie_request_needs_the_csrf_header() {
     let pair = f.pair();
     let cookie = f.cookie(Some(&pair.access_token), None);
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
-        let res = f.send(method.clone(), "/", std::slice::from_ref(&cookie)).await;
+        let res = f
+            .send(method.clone(), "/", std::slice::from_ref(&cookie))
+            .await;
         assert_eq!(
             res.status(),
             StatusCode::FORBIDDEN,
@@ -282,7 +284,9 @@ async fn s7_9_bearer_needs_no_csrf_but_bearer_plus_cookie_is_ambiguous() {
     let f = fixture();
     let pair = f.pair();
     let bearer = ("authorization", format!("Bearer {}", pair.access_token));
-    let res = f.send(Method::POST, "/", std::slice::from_ref(&bearer)).await;
+    let res = f
+        .send(Method::POST, "/", std::slice::from_ref(&bearer))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = f
         .send(
@@ -483,7 +487,9 @@ async fn s7_11_csrf_is_checked_before_any_refresh() {
     let pair = f.pair();
     f.clock.advance(16 * 60 + 10);
     let cookie = f.cookie(Some(&pair.access_token), Some(&pair.refresh_token));
-    let res = f.send(Method::POST, "/", std::slice::from_ref(&cookie)).await;
+    let res = f
+        .send(Method::POST, "/", std::slice::from_ref(&cookie))
+        .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(set_cookies(&res).is_empty());
     assert_eq!(f.calls(), 0);
@@ -640,11 +646,15 @@ async fn implicit_refresh_never_on_errors_logout_or_grpc() {
     f.clock.advance(6 * 60);
     let cookie = f.cookie(Some(&pair.access_token), Some(&pair.refresh_token));
     for path in ["/401", "/403", "/404", "/500", "/503"] {
-        let res = f.send(Method::GET, path, std::slice::from_ref(&cookie)).await;
+        let res = f
+            .send(Method::GET, path, std::slice::from_ref(&cookie))
+            .await;
         assert!(set_cookies(&res).is_empty(), "{path}");
     }
     for path in ["/200", "/204", "/302"] {
-        let res = f.send(Method::GET, path, std::slice::from_ref(&cookie)).await;
+        let res = f
+            .send(Method::GET, path, std::slice::from_ref(&cookie))
+            .await;
         assert!(new_access(&f, &res).is_some(), "{path}");
     }
     // The handler cleared the cookies: the layer does not resurrect the session.
