@@ -4,18 +4,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use jsonwebtoken::{EncodingKey, Header};
 use subtle::ConstantTimeEq;
 
 use crate::cache::VerifiedCache;
-use crate::claims::{TokenPayload, TokenType};
+use crate::claims::{Reissue, TokenPayload, TokenType};
 use crate::clock::{Clock, SystemClock};
 use crate::cookies::{CookieNames, CookieSameSite, CookieSettings};
 use crate::error::{AuthError, ConfigError, InvalidRequest, IssueError, TokenError};
 use crate::extract::{self, Location, PresentedToken};
 use crate::issue::{Refreshed, TokenBuilder, TokenPair};
-use crate::keys::{self, Key, VerifyingKey};
+use crate::keys::{self, HmacKey, Key, VerifyingKey};
 use crate::layer::AuthLayer;
 use crate::revocation::{MemoryStore, RevocationStore, Rotation, RotationOutcome};
 use crate::verify::{Checked, Rules, Verifier};
@@ -345,9 +347,13 @@ impl JwtAuthBuilder {
                 verifying.push(key.prepare()?);
                 let mut header = Header::new(key.alg);
                 header.kid = key.kid.clone();
+                let encoded_header = serde_json::to_vec(&header)
+                    .map(|json| URL_SAFE_NO_PAD.encode(json))
+                    .map_err(|e| ConfigError::InvalidKey(e.to_string()))?;
                 Some(Signing {
                     key: key.encoding_key()?,
                     header,
+                    hmac: key.hmac_signer().map(|k| (k, encoded_header)),
                 })
             }
             None => None,
@@ -379,6 +385,8 @@ impl JwtAuthBuilder {
             return Err(ConfigError::InvalidValue("max_token_len must be positive"));
         }
         self.cookies.validate()?;
+        let mut cookies = self.cookies;
+        cookies.prepare();
         if let Some(realm) = &self.realm
             && realm
                 .bytes()
@@ -407,7 +415,7 @@ impl JwtAuthBuilder {
                 cookie: self.locations.contains(&Location::Cookie),
                 header_first: self.locations.first() == Some(&Location::Header),
                 multiple: self.multiple,
-                cookies: self.cookies,
+                cookies,
                 csrf: self.csrf,
                 csrf_header: self.csrf_header,
                 csrf_methods: self.csrf_methods,
@@ -426,6 +434,10 @@ impl JwtAuthBuilder {
 pub(crate) struct Signing {
     key: EncodingKey,
     header: Header,
+    /// For HMAC: the key prepared once and the header encoded once, so issuing is one
+    /// serialization, one base64 pass and one MAC (`jsonwebtoken::encode` rebuilds
+    /// both per call). Asymmetric keys sign through `jsonwebtoken`.
+    hmac: Option<(HmacKey, String)>,
 }
 
 pub(crate) struct Inner {
@@ -569,13 +581,40 @@ impl JwtAuth {
         self.access_token(sub).fresh(true).pair()
     }
 
-    pub(crate) fn sign(&self, payload: &TokenPayload) -> Result<String, IssueError> {
+    pub(crate) fn sign(&self, payload: &impl serde::Serialize) -> Result<String, IssueError> {
         let signing = self
             .inner
             .signing
             .as_ref()
             .ok_or(IssueError::NoSigningKey)?;
-        jsonwebtoken::encode(&signing.header, payload, &signing.key).map_err(IssueError::Encode)
+        let Some((key, header)) = &signing.hmac else {
+            return jsonwebtoken::encode(&signing.header, payload, &signing.key)
+                .map_err(IssueError::Encode);
+        };
+        let json = serde_json::to_vec(payload).map_err(|e| IssueError::Encode(e.into()))?;
+        let mut token = String::with_capacity(header.len() + json.len() * 4 / 3 + 92);
+        token.push_str(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+        let tag = key.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut token);
+        Ok(token)
+    }
+
+    /// The access token implicit refresh sets: the claims of `claims` with a new
+    /// `jti`, `iat` and `exp` and `fresh: false`, signed without copying the claims.
+    pub fn reissue_token(&self, claims: &TokenPayload) -> Result<String, IssueError> {
+        let iat = self.now();
+        let jti = uuid::Uuid::new_v4().to_string();
+        self.sign(&Reissue {
+            base: claims,
+            jti: &jti,
+            iat,
+            nbf: None,
+            exp: iat.saturating_add(self.inner.access_ttl),
+            fresh: false,
+        })
     }
 
     pub(crate) fn issuer(&self) -> Option<&str> {
@@ -599,8 +638,8 @@ impl JwtAuth {
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<TokenPayload, AuthError> {
         match self.verifier().verify(token.as_bytes(), self.now())? {
             Checked::Valid(p) if p.token_type == expected => Ok(p),
-            Checked::Valid(_) => Err(TokenError::WrongType.into()),
-            Checked::Expired(_) => Err(TokenError::Expired.into()),
+            Checked::Expired(p) if p.token_type == expected => Err(TokenError::Expired.into()),
+            Checked::Valid(_) | Checked::Expired(_) => Err(TokenError::WrongType.into()),
         }
     }
 
@@ -922,14 +961,10 @@ impl JwtAuth {
             }),
             Plan::Reissue => {
                 // Re-issuing is best effort: the request is valid either way.
-                let set_cookie = TokenBuilder::reissue(self, &payload)
-                    .issue_with_claims()
+                let set_cookie = self
+                    .reissue_token(&payload)
                     .ok()
-                    .and_then(|(token, _)| {
-                        self.inner
-                            .cookies
-                            .header(&self.inner.cookies.names.access, &token, true)
-                    });
+                    .and_then(|token| self.inner.cookies.access_header(&token));
                 Ok(Authenticated {
                     payload,
                     presented,
@@ -942,10 +977,7 @@ impl JwtAuth {
                     .map_err(|_| AuthError::InvalidToken(TokenError::Expired))?;
                 let presented = PresentedToken::minted(&token)
                     .ok_or(AuthError::InvalidToken(TokenError::Expired))?;
-                let set_cookie =
-                    self.inner
-                        .cookies
-                        .header(&self.inner.cookies.names.access, &token, true);
+                let set_cookie = self.inner.cookies.access_header(&token);
                 Ok(Authenticated {
                     payload: claims,
                     presented,

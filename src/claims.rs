@@ -125,14 +125,40 @@ impl TokenPayload {
 
 impl Serialize for TokenPayload {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Reissue {
+            base: self,
+            jti: &self.jti,
+            iat: self.iat,
+            nbf: self.nbf,
+            exp: self.exp,
+            fresh: self.fresh,
+        }
+        .serialize(s)
+    }
+}
+
+/// The claims of `base` with another `jti`, `iat`, `nbf`, `exp` and `fresh`: what
+/// implicit refresh signs, without cloning the claims.
+pub(crate) struct Reissue<'a> {
+    pub(crate) base: &'a TokenPayload,
+    pub(crate) jti: &'a str,
+    pub(crate) iat: u64,
+    pub(crate) nbf: Option<u64>,
+    pub(crate) exp: u64,
+    pub(crate) fresh: bool,
+}
+
+impl Serialize for Reissue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.base;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("sub", &self.sub)?;
-        m.serialize_entry("jti", &self.jti)?;
-        m.serialize_entry("type", &self.token_type)?;
-        if self.token_type == TokenType::Access {
+        m.serialize_entry("sub", &p.sub)?;
+        m.serialize_entry("jti", self.jti)?;
+        m.serialize_entry("type", &p.token_type)?;
+        if p.token_type == TokenType::Access {
             m.serialize_entry("fresh", &self.fresh)?;
         }
-        if let Some(csrf) = &self.csrf {
+        if let Some(csrf) = &p.csrf {
             m.serialize_entry("csrf", csrf)?;
         }
         m.serialize_entry("iat", &self.iat)?;
@@ -140,21 +166,21 @@ impl Serialize for TokenPayload {
             m.serialize_entry("nbf", &nbf)?;
         }
         m.serialize_entry("exp", &self.exp)?;
-        if let Some(iss) = &self.iss {
+        if let Some(iss) = &p.iss {
             m.serialize_entry("iss", iss)?;
         }
-        match self.aud.as_deref() {
+        match p.aud.as_deref() {
             Some([one]) => m.serialize_entry("aud", one)?,
             Some(many) => m.serialize_entry("aud", many)?,
             None => {}
         }
-        if let Some(scopes) = &self.scopes {
+        if let Some(scopes) = &p.scopes {
             m.serialize_entry("scopes", scopes)?;
         }
-        if let Some(family) = &self.family {
+        if let Some(family) = &p.family {
             m.serialize_entry("fam", family)?;
         }
-        for (k, v) in &self.extra {
+        for (k, v) in &p.extra {
             if !is_registered(k) {
                 m.serialize_entry(k, v)?;
             }

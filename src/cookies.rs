@@ -100,6 +100,9 @@ pub(crate) struct CookieSettings {
     pub(crate) secure: bool,
     /// `Max-Age` of every cookie, in seconds; `None` for session cookies.
     pub(crate) max_age: Option<u64>,
+    /// `"<access name>="` and the attributes after the value, rendered once by the
+    /// `cookie` crate, for the cookie implicit refresh sets on responses.
+    access_parts: (String, String),
 }
 
 impl Default for CookieSettings {
@@ -111,6 +114,7 @@ impl Default for CookieSettings {
             same_site: CookieSameSite::Lax,
             secure: true,
             max_age: None,
+            access_parts: (String::new(), String::new()),
         }
     }
 }
@@ -146,6 +150,30 @@ impl CookieSettings {
             ));
         }
         Ok(())
+    }
+
+    /// Renders the access cookie's attributes once (after the settings are final).
+    pub(crate) fn prepare(&mut self) {
+        let rendered = self.build(&self.names.access, "", true).to_string();
+        let prefix = format!("{}=", self.names.access);
+        let suffix = rendered
+            .strip_prefix(&prefix)
+            .unwrap_or_default()
+            .to_owned();
+        self.access_parts = (prefix, suffix);
+    }
+
+    /// `Set-Cookie` for an access token, from the attributes rendered at build time.
+    pub(crate) fn access_header(&self, token: &str) -> Option<HeaderValue> {
+        let (prefix, suffix) = &self.access_parts;
+        if prefix.is_empty() {
+            return self.header(&self.names.access, token, true);
+        }
+        let mut v = String::with_capacity(prefix.len() + token.len() + suffix.len());
+        v.push_str(prefix);
+        v.push_str(token);
+        v.push_str(suffix);
+        HeaderValue::try_from(v).ok()
     }
 
     fn build<'c>(&self, name: &'c str, value: &'c str, http_only: bool) -> Cookie<'c> {
@@ -251,6 +279,27 @@ mod tests {
         assert!(!all[0].contains("Domain"));
         assert!(all[1].starts_with("__Host-csrf_access_token=csrf1"));
         assert!(!all[1].contains("HttpOnly"));
+    }
+
+    #[test]
+    fn prepared_access_header_matches_the_cookie_crate() {
+        for mut s in [
+            CookieSettings::default(),
+            CookieSettings {
+                names: CookieNames::authx(),
+                secure: false,
+                same_site: CookieSameSite::Strict,
+                max_age: Some(3600),
+                domain: Some("example.com".into()),
+                path: "/app".into(),
+                ..CookieSettings::default()
+            },
+        ] {
+            s.prepare();
+            let fast = s.access_header("a.b.c").unwrap();
+            let slow = s.header(&s.names.access, "a.b.c", true).unwrap();
+            assert_eq!(fast, slow);
+        }
     }
 
     #[test]

@@ -138,6 +138,16 @@ impl Key {
         }
     }
 
+    /// A prepared HMAC key for signing, when this is an HMAC key.
+    pub(crate) fn hmac_signer(&self) -> Option<HmacKey> {
+        match (&self.material, self.alg.family()) {
+            (Material::Secret(secret), AlgorithmFamily::Hmac) => {
+                Some(HmacKey::new(self.alg, secret))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn prepare(&self) -> Result<VerifyingKey, ConfigError> {
         let invalid = |e: jsonwebtoken::errors::Error| ConfigError::InvalidKey(e.to_string());
         let kind = match (&self.material, self.alg.family()) {
@@ -206,6 +216,27 @@ pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
     }
 }
 
+/// An HMAC tag (at most 64 bytes, SHA-512), on the stack.
+pub(crate) struct Tag {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl From<&[u8]> for Tag {
+    fn from(tag: &[u8]) -> Self {
+        let mut bytes = [0u8; 64];
+        let len = tag.len().min(64);
+        bytes[..len].copy_from_slice(&tag[..len]);
+        Self { bytes, len }
+    }
+}
+
+impl AsRef<[u8]> for Tag {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// A verification key prepared at build time.
 pub(crate) struct VerifyingKey {
     pub(crate) kid: Option<String>,
@@ -240,7 +271,7 @@ impl VerifyingKey {
 }
 
 #[cfg(feature = "aws-lc-rs")]
-struct HmacKey(aws_lc_rs::hmac::Key);
+pub(crate) struct HmacKey(aws_lc_rs::hmac::Key);
 
 #[cfg(feature = "aws-lc-rs")]
 impl HmacKey {
@@ -257,10 +288,14 @@ impl HmacKey {
     fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
         aws_lc_rs::hmac::verify(&self.0, message, tag).is_ok()
     }
+
+    pub(crate) fn sign(&self, message: &[u8]) -> Tag {
+        Tag::from(aws_lc_rs::hmac::sign(&self.0, message).as_ref())
+    }
 }
 
 #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-enum HmacKey {
+pub(crate) enum HmacKey {
     Sha256(hmac::Hmac<sha2::Sha256>),
     Sha384(hmac::Hmac<sha2::Sha384>),
     Sha512(hmac::Hmac<sha2::Sha512>),
@@ -280,6 +315,21 @@ impl HmacKey {
             }
             _ => {
                 Self::Sha256(hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
+            }
+        }
+    }
+
+    pub(crate) fn sign(&self, message: &[u8]) -> Tag {
+        use hmac::Mac;
+        match self {
+            Self::Sha256(k) => {
+                Tag::from(&k.clone().chain_update(message).finalize().into_bytes()[..])
+            }
+            Self::Sha384(k) => {
+                Tag::from(&k.clone().chain_update(message).finalize().into_bytes()[..])
+            }
+            Self::Sha512(k) => {
+                Tag::from(&k.clone().chain_update(message).finalize().into_bytes()[..])
             }
         }
     }

@@ -199,25 +199,18 @@ impl Verifier<'_> {
         if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
             return Err(TokenError::InvalidSignature);
         }
-        let mut sig_buf = [0u8; MAX_SIGNATURE + 3];
-        let signature = decode_into(signature_b64, &mut sig_buf)?;
         let signing_input = token
             .get(..header_b64.len() + 1 + payload_b64.len())
             .ok_or(TokenError::Malformed)?;
-        if !key.verify(signing_input, signature) {
+        let valid = with_decoded(signature_b64, |signature| {
+            Ok(key.verify(signing_input, signature))
+        })?;
+        if !valid {
             return Err(TokenError::InvalidSignature);
         }
 
         // 4. The payload, decoded and parsed once.
-        let payload: TokenPayload = if payload_b64.len() <= STACK_PAYLOAD * 4 / 3 {
-            let mut buf = [0u8; STACK_PAYLOAD + 3];
-            parse_claims(decode_into(payload_b64, &mut buf)?)?
-        } else {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(payload_b64)
-                .map_err(|_| TokenError::Malformed)?;
-            parse_claims(&bytes)?
-        };
+        let payload = with_decoded(payload_b64, parse_claims)?;
 
         if key.is_asymmetric()
             && let Some(cache) = self.cache
@@ -226,6 +219,27 @@ impl Verifier<'_> {
         }
         // 5. The registered claims.
         self.rules.check(payload, now)
+    }
+}
+
+/// Base64url-decodes `input` into a stack buffer sized to it (zeroing a large buffer
+/// for a small input costs more than the decoding), or onto the heap past 2 KiB.
+fn with_decoded<R>(
+    input: &[u8],
+    f: impl FnOnce(&[u8]) -> Result<R, TokenError>,
+) -> Result<R, TokenError> {
+    let decoded_len = input.len() / 4 * 3 + 3;
+    if decoded_len <= 96 {
+        f(decode_into(input, &mut [0u8; 96])?)
+    } else if decoded_len <= 512 {
+        f(decode_into(input, &mut [0u8; 512])?)
+    } else if decoded_len <= STACK_PAYLOAD {
+        f(decode_into(input, &mut [0u8; STACK_PAYLOAD])?)
+    } else {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(input)
+            .map_err(|_| TokenError::Malformed)?;
+        f(&bytes)
     }
 }
 

@@ -271,3 +271,44 @@ fn generated_cases_include_acceptances() {
         assert_eq!(reference(&t, now), Class::Accept);
     }
 }
+
+#[test]
+fn issued_tokens_decode_with_jsonwebtoken() {
+    // Issuing signs HMAC tokens itself (prepared key, header encoded once): the
+    // result must be an ordinary JWS that `jsonwebtoken` reads back identically.
+    let auth = auth();
+    let mut v = Validation::new(Algorithm::HS256);
+    v.validate_aud = false;
+    let key = DecodingKey::from_secret(SECRET);
+    let pair = auth
+        .access_token("alice")
+        .scopes(["read"])
+        .claim(
+            "tenant",
+            serde_json::json!({"id": 7, "name": "ünïcödé \"quoted\""}),
+        )
+        .pair()
+        .unwrap();
+    let reissued = auth.reissue_token(&pair.access_claims).unwrap();
+    for (token, claims) in [
+        (&pair.access_token, Some(&pair.access_claims)),
+        (&pair.refresh_token, Some(&pair.refresh_claims)),
+        (&reissued, None),
+    ] {
+        let decoded = jsonwebtoken::decode::<TokenPayload>(token, &key, &v).unwrap();
+        assert_eq!(decoded.header.alg, Algorithm::HS256);
+        if let Some(claims) = claims {
+            assert_eq!(&decoded.claims, claims);
+        }
+    }
+    let again = jsonwebtoken::decode::<TokenPayload>(&reissued, &key, &v)
+        .unwrap()
+        .claims;
+    let old = &pair.access_claims;
+    assert_eq!(
+        (&again.sub, &again.scopes, &again.extra, &again.csrf),
+        (&old.sub, &old.scopes, &old.extra, &old.csrf)
+    );
+    assert!(!again.fresh);
+    assert_ne!(again.jti, old.jti);
+}
