@@ -222,7 +222,150 @@ fn asymmetric(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, asymmetric);
+/// Per-request cost of the revocation check: no store, the in-memory store (empty, and
+/// holding 10 000 revoked tokens), and Redis on loopback (with the `redis` feature and a
+/// `redis-server` binary).
+fn revocation(c: &mut Criterion) {
+    let mut g = c.benchmark_group("revocation");
+    g.measurement_time(Duration::from_secs(3));
+    let base = || {
+        JwtAuth::builder()
+            .hs256(SECRET)
+            .implicit_refresh(ImplicitRefresh::disabled())
+    };
+    let request = |auth: &JwtAuth| {
+        let token = typical_token(auth);
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap()
+    };
+    let none = base().without_revocation().build().unwrap();
+    let empty = base().build().unwrap();
+    let full = base().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in 0..10_000 {
+        let victim = full
+            .access_token(format!("user{i}"))
+            .issue_with_claims()
+            .unwrap()
+            .1;
+        rt.block_on(full.revoke(&victim)).unwrap();
+    }
+    for (name, auth) in [
+        ("no_store", &none),
+        ("memory_empty", &empty),
+        ("memory_10k", &full),
+    ] {
+        let header = request(auth);
+        let mut svc = auth.layer().layer(service_fn(hello));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut req = Request::new(());
+                req.headers_mut()
+                    .insert(http::header::AUTHORIZATION, header.clone());
+                let s = &mut svc;
+                let res = ready(ready(s.ready()).unwrap().call(req)).unwrap();
+                assert_eq!(res.status(), 200);
+                res
+            })
+        });
+    }
+    #[cfg(feature = "redis")]
+    if let Some(server) = RedisServer::start() {
+        let store = rt
+            .block_on(tower_jwt_auth::revocation::RedisStore::connect(&server.url))
+            .unwrap();
+        let auth = base().revocation_store(store).build().unwrap();
+        let header = request(&auth);
+        let mut svc = auth.layer().layer(service_fn(hello));
+        g.bench_function("redis", |b| {
+            b.iter(|| {
+                let mut req = Request::new(());
+                req.headers_mut()
+                    .insert(http::header::AUTHORIZATION, header.clone());
+                let res = rt.block_on(svc.ready().await_call(req));
+                assert_eq!(res.status(), 200);
+                res
+            })
+        });
+    }
+    g.finish();
+}
+
+#[cfg(feature = "redis")]
+trait AwaitCall {
+    fn await_call(self, req: Request<()>) -> impl std::future::Future<Output = Response<String>>;
+}
+
+#[cfg(feature = "redis")]
+impl<'a, S> AwaitCall for tower::util::Ready<'a, S, Request<()>>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = std::convert::Infallible>,
+{
+    async fn await_call(self, req: Request<()>) -> Response<String> {
+        match self.await {
+            Ok(svc) => match svc.call(req).await {
+                Ok(res) => res,
+                Err(e) => match e {},
+            },
+            Err(e) => match e {},
+        }
+    }
+}
+
+/// A throwaway `redis-server` on a free loopback port, stopped on drop.
+#[cfg(feature = "redis")]
+struct RedisServer {
+    child: std::process::Child,
+    url: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisServer {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+criterion_group!(benches, bench, asymmetric, revocation);
 
 /// Mean time of a benchmark, from criterion's own estimates of this run.
 fn mean_ns(id: &str) -> Option<f64> {

@@ -99,16 +99,19 @@ impl State {
 
 impl RevocationStore for MemoryStore {
     fn is_revoked(&self, token: &TokenPayload, _now: u64) -> StoreFuture<bool> {
+        // Empty maps are skipped without hashing: most requests meet no revocation.
         StoreFuture::ready(self.lock().map(|s| {
-            s.tokens.contains_key(&token.jti)
-                || token
-                    .family
-                    .as_ref()
-                    .and_then(|f| s.families.get(f))
-                    .is_some_and(|f| f.revoked)
-                || s.subjects
-                    .get(&token.sub)
-                    .is_some_and(|(before, _)| token.iat <= *before)
+            (!s.tokens.is_empty() && s.tokens.contains_key(&token.jti))
+                || (!s.families.is_empty()
+                    && token
+                        .family
+                        .as_ref()
+                        .and_then(|f| s.families.get(f))
+                        .is_some_and(|f| f.revoked))
+                || (!s.subjects.is_empty()
+                    && s.subjects
+                        .get(&token.sub)
+                        .is_some_and(|(before, _)| token.iat <= *before))
         }))
     }
 
