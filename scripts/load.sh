@@ -52,7 +52,10 @@ for r in $(seq "$rounds"); do
   read -r prps pp99 <<<"$p"; read -r arps ap99 <<<"$a"
   ratio=$(awk -v a="$arps" -v p="$prps" 'BEGIN {printf "%.3f", a/p}')
   echo "$ratio" >>"$out/ratios"
+  echo "$prps $pp99 $arps $ap99" >>"$out/rounds"
   printf '%-6s %14s %8sms %14s %8sms %8s\n' "$r" "$prps" "$pp99" "$arps" "$ap99" "$ratio"
 done
-median=$(sort -n "$out/ratios" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-echo "median requests/s ratio (with layer / without): $median"
+med() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+echo "median without the layer: $(cut -d' ' -f1 "$out/rounds" | med) requests/s, p99 $(cut -d' ' -f2 "$out/rounds" | med) ms"
+echo "median with the layer:    $(cut -d' ' -f3 "$out/rounds" | med) requests/s, p99 $(cut -d' ' -f4 "$out/rounds" | med) ms"
+echo "median requests/s ratio (with layer / without): $(med <"$out/ratios")"
