@@ -380,19 +380,67 @@ fn mean_ns(id: &str) -> Option<f64> {
 fn report() {
     let pairs = [
         ("hs256 layer / floor", "hs256/layer", "hs256/floor"),
-        ("hs256 layer / jsonwebtoken::decode", "hs256/layer", "hs256/jsonwebtoken_decode"),
+        (
+            "hs256 layer / jsonwebtoken::decode",
+            "hs256/layer",
+            "hs256/jsonwebtoken_decode",
+        ),
         ("hs256 verify_fn / floor", "hs256/verify_fn", "hs256/floor"),
-        ("hs256 verify_fn / jsonwebtoken::decode", "hs256/verify_fn", "hs256/jsonwebtoken_decode"),
-        ("hs256 layer / no-auth service", "hs256/layer", "hs256/no_auth_service"),
-        ("cookie layer / bearer layer", "cookie/layer_cookie", "hs256/layer"),
-        ("cookie layer with re-issue / without", "cookie/layer_cookie_reissue", "cookie/layer_cookie"),
-        ("reissue / jsonwebtoken::encode", "cookie/reissue", "cookie/jsonwebtoken_encode"),
-        ("rs256 cached / first sight", "asymmetric/rs256_cached", "asymmetric/rs256_first_sight"),
-        ("es256 cached / first sight", "asymmetric/es256_cached", "asymmetric/es256_first_sight"),
-        ("eddsa cached / first sight", "asymmetric/eddsa_cached", "asymmetric/eddsa_first_sight"),
-        ("memory store (empty) / no store", "revocation/memory_empty", "revocation/no_store"),
-        ("memory store (10k revoked) / no store", "revocation/memory_10k", "revocation/no_store"),
-        ("redis store / no store", "revocation/redis", "revocation/no_store"),
+        (
+            "hs256 verify_fn / jsonwebtoken::decode",
+            "hs256/verify_fn",
+            "hs256/jsonwebtoken_decode",
+        ),
+        (
+            "hs256 layer / no-auth service",
+            "hs256/layer",
+            "hs256/no_auth_service",
+        ),
+        (
+            "cookie layer / bearer layer",
+            "cookie/layer_cookie",
+            "hs256/layer",
+        ),
+        (
+            "cookie layer with re-issue / without",
+            "cookie/layer_cookie_reissue",
+            "cookie/layer_cookie",
+        ),
+        (
+            "reissue / jsonwebtoken::encode",
+            "cookie/reissue",
+            "cookie/jsonwebtoken_encode",
+        ),
+        (
+            "rs256 cached / first sight",
+            "asymmetric/rs256_cached",
+            "asymmetric/rs256_first_sight",
+        ),
+        (
+            "es256 cached / first sight",
+            "asymmetric/es256_cached",
+            "asymmetric/es256_first_sight",
+        ),
+        (
+            "eddsa cached / first sight",
+            "asymmetric/eddsa_cached",
+            "asymmetric/eddsa_first_sight",
+        ),
+        (
+            "memory store (empty) / no store",
+            "revocation/memory_empty",
+            "revocation/no_store",
+        ),
+        (
+            "memory store (10k revoked) / no store",
+            "revocation/memory_10k",
+            "revocation/no_store",
+        ),
+        (
+            "redis store / no store",
+            "revocation/redis",
+            "revocation/no_store",
+        ),
     ];
     println!("\nratios (means of this run):");
     for (label, a, b) in pairs {
