@@ -99,6 +99,7 @@ pub struct JwtAuthBuilder {
     max_token_len: usize,
     max_cookies: usize,
     cache_capacity: usize,
+    max_session: Option<u64>,
 }
 
 impl Default for JwtAuthBuilder {
@@ -126,6 +127,7 @@ impl Default for JwtAuthBuilder {
             max_token_len: 8 * 1024,
             max_cookies: 256,
             cache_capacity: 10_000,
+            max_session: None,
         }
     }
 }
@@ -324,6 +326,15 @@ impl JwtAuthBuilder {
         self
     }
 
+    /// The absolute lifetime of a session, counted from the login (`auth_time`):
+    /// refreshing (explicitly or implicitly) never extends it, and every token of the
+    /// session is refused after it (RFC 9700 §4.14.2). Default: none, so a session
+    /// that keeps refreshing lives on; inactivity longer than the refresh TTL ends it.
+    pub fn max_session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_session = Some(lifetime.as_secs());
+        self
+    }
+
     /// How many verified asymmetric tokens (RS*, PS*, ES*, EdDSA) to remember, so a
     /// token seen before skips its 20–60 µs signature check (default 10 000; 0 turns
     /// the cache off). Claims, type, scopes and revocation are still checked on every
@@ -408,6 +419,7 @@ impl JwtAuthBuilder {
                     issuer: self.issuer,
                     audience: self.audience,
                     max_token_len: self.max_token_len,
+                    max_session: self.max_session,
                 },
                 access_ttl: self.access_ttl,
                 refresh_ttl: self.refresh_ttl,
@@ -445,7 +457,7 @@ pub(crate) struct Inner {
     known_headers: Vec<(Vec<u8>, usize)>,
     cache: Option<VerifiedCache>,
     signing: Option<Signing>,
-    rules: Rules,
+    pub(crate) rules: Rules,
     pub(crate) access_ttl: u64,
     pub(crate) refresh_ttl: u64,
     header: bool,

@@ -103,8 +103,11 @@ pub struct TokenPayload {
     pub aud: Option<Vec<String>>,
     /// Scopes granted to the token.
     pub scopes: Option<Vec<String>>,
-    /// Refresh-token family id (refresh tokens only), kept across rotations.
+    /// Refresh family id, kept across rotations (on both tokens of a pair).
     pub family: Option<String>,
+    /// When the session began (the login), kept across refreshes; bounds the
+    /// session's absolute lifetime (see `JwtAuthBuilder::max_session_lifetime`).
+    pub auth_time: Option<u64>,
     /// Every other top-level claim.
     pub extra: Map<String, Value>,
 }
@@ -180,6 +183,9 @@ impl Serialize for Reissue<'_> {
         if let Some(family) = &p.family {
             m.serialize_entry("fam", family)?;
         }
+        if let Some(auth_time) = p.auth_time {
+            m.serialize_entry("auth_time", &auth_time)?;
+        }
         for (k, v) in &p.extra {
             if !is_registered(k) {
                 m.serialize_entry(k, v)?;
@@ -190,8 +196,20 @@ impl Serialize for Reissue<'_> {
 }
 
 // Registered names in `extra` are skipped on output so a token never carries a key twice.
-const REGISTERED: [&str; 12] = [
-    "sub", "jti", "type", "fresh", "csrf", "iat", "nbf", "exp", "iss", "aud", "scopes", "fam",
+const REGISTERED: [&str; 13] = [
+    "sub",
+    "jti",
+    "type",
+    "fresh",
+    "csrf",
+    "iat",
+    "nbf",
+    "exp",
+    "iss",
+    "aud",
+    "scopes",
+    "fam",
+    "auth_time",
 ];
 
 fn is_registered(k: &str) -> bool {
@@ -211,6 +229,7 @@ enum Field {
     Aud,
     Scopes,
     Family,
+    AuthTime,
     Other(String),
 }
 
@@ -236,6 +255,7 @@ impl<'de> Deserialize<'de> for Field {
                     "aud" => Field::Aud,
                     "scopes" => Field::Scopes,
                     "fam" => Field::Family,
+                    "auth_time" => Field::AuthTime,
                     other => Field::Other(other.to_owned()),
                 })
             }
@@ -324,6 +344,7 @@ impl<'de> Deserialize<'de> for TokenPayload {
                     (None, None, None, None, None);
                 let (mut iat, mut nbf, mut exp) = (None, None, None);
                 let (mut iss, mut aud, mut scopes, mut family) = (None, None, None, None);
+                let mut auth_time = None;
                 let mut extra = Map::new();
                 while let Some(key) = map.next_key::<Field>()? {
                     match key {
@@ -341,6 +362,11 @@ impl<'de> Deserialize<'de> for TokenPayload {
                             set(&mut scopes, map.next_value::<Vec<String>>()?, "scopes")?
                         }
                         Field::Family => set(&mut family, map.next_value::<String>()?, "fam")?,
+                        Field::AuthTime => set(
+                            &mut auth_time,
+                            map.next_value::<NumericDate>()?.0,
+                            "auth_time",
+                        )?,
                         Field::Other(name) => {
                             let value = map.next_value::<Value>()?;
                             if extra.insert(name, value).is_some() {
@@ -362,6 +388,7 @@ impl<'de> Deserialize<'de> for TokenPayload {
                     aud,
                     scopes,
                     family,
+                    auth_time,
                     extra,
                 })
             }

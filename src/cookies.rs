@@ -208,23 +208,29 @@ impl CookieSettings {
 
     /// Appends the access cookie and its CSRF cookie.
     pub(crate) fn append_access(&self, headers: &mut HeaderMap, token: &str, csrf: Option<&str>) {
-        if let Some(v) = self.header(&self.names.access, token, true) {
-            headers.append(SET_COOKIE, v);
-        }
-        if let Some(csrf) = csrf.filter(|c| !c.is_empty())
-            && let Some(v) = self.header(&self.names.csrf_access, csrf, false)
-        {
-            headers.append(SET_COOKIE, v);
-        }
+        let n = &self.names;
+        self.append_pair(headers, (&n.access, token), (&n.csrf_access, csrf));
     }
 
     /// Appends the refresh cookie and its CSRF cookie.
     pub(crate) fn append_refresh(&self, headers: &mut HeaderMap, token: &str, csrf: Option<&str>) {
-        if let Some(v) = self.header(&self.names.refresh, token, true) {
+        let n = &self.names;
+        self.append_pair(headers, (&n.refresh, token), (&n.csrf_refresh, csrf));
+    }
+
+    /// A token cookie (`HttpOnly`) and, when there is a CSRF value, its CSRF cookie
+    /// (readable by scripts).
+    fn append_pair(
+        &self,
+        headers: &mut HeaderMap,
+        token: (&str, &str),
+        csrf: (&str, Option<&str>),
+    ) {
+        if let Some(v) = self.header(token.0, token.1, true) {
             headers.append(SET_COOKIE, v);
         }
-        if let Some(csrf) = csrf.filter(|c| !c.is_empty())
-            && let Some(v) = self.header(&self.names.csrf_refresh, csrf, false)
+        if let Some(value) = csrf.1.filter(|c| !c.is_empty())
+            && let Some(v) = self.header(csrf.0, value, false)
         {
             headers.append(SET_COOKIE, v);
         }

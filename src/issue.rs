@@ -91,6 +91,7 @@ impl<'a> TokenBuilder<'a> {
             aud: auth.audience().map(<[String]>::to_vec),
             scopes: None,
             family: (token_type == TokenType::Refresh).then(uuid),
+            auth_time: Some(now),
             extra: Map::new(),
         };
         Self {
@@ -169,6 +170,12 @@ impl<'a> TokenBuilder<'a> {
             TokenType::Refresh => self.auth.inner.refresh_ttl,
         });
         self.payload.exp = self.payload.iat.saturating_add(ttl);
+        // No token outlives its session.
+        if let (Some(max), Some(start)) =
+            (self.auth.inner.rules.max_session, self.payload.auth_time)
+        {
+            self.payload.exp = self.payload.exp.min(start.saturating_add(max));
+        }
         if self.payload.token_type == TokenType::Refresh {
             self.payload.fresh = false;
         }

@@ -48,6 +48,8 @@ pub(crate) struct Rules {
     pub(crate) issuer: Option<String>,
     pub(crate) audience: Option<Vec<String>>,
     pub(crate) max_token_len: usize,
+    /// Absolute session lifetime, counted from `auth_time`.
+    pub(crate) max_session: Option<u64>,
 }
 
 /// The outcome of verifying a correctly signed token: its claims, or why its
@@ -116,6 +118,7 @@ static NO_RULES: Rules = Rules {
     issuer: None,
     audience: None,
     max_token_len: 0,
+    max_session: None,
 };
 
 /// Splits a compact JWS into its three base64url parts, or refuses it.
@@ -277,7 +280,16 @@ impl Rules {
                 return Err(TokenError::InvalidAudience);
             }
         }
-        // Same comparison as `jsonwebtoken`: expired when exp < now - leeway.
+        // Same comparison as `jsonwebtoken`: expired when exp < now - leeway. A session
+        // past its absolute lifetime is expired too (and cannot fall back to a refresh).
+        let session_over = self.max_session.is_some_and(|max| {
+            payload
+                .auth_time
+                .is_some_and(|start| start.saturating_add(max).saturating_add(self.leeway) < now)
+        });
+        if session_over {
+            return Err(TokenError::Expired);
+        }
         if payload.exp.saturating_add(self.leeway) < now {
             return Ok(Checked::Expired(payload));
         }

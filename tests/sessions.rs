@@ -764,3 +764,50 @@ async fn fresh_and_scopes_are_enforced() {
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn s8_4_absolute_session_lifetime_is_never_extended_by_refreshing() {
+    let clock = ManualClock::new(NOW);
+    let auth = JwtAuth::builder()
+        .hs256(SECRET)
+        .clock(clock.clone())
+        .max_session_lifetime(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let pair = auth.token_pair("alice").unwrap();
+    assert_eq!(pair.refresh_claims.auth_time, Some(NOW));
+    assert_eq!(
+        pair.refresh_claims.exp,
+        NOW + 3600,
+        "capped at the session's end"
+    );
+
+    clock.advance(50 * 60);
+    let refreshed = auth.refresh(&pair.refresh_claims).await.unwrap();
+    let next = refreshed.refresh_claims.unwrap();
+    assert_eq!(
+        next.auth_time,
+        Some(NOW),
+        "the session start survives rotation"
+    );
+    assert_eq!(next.exp, NOW + 3600);
+    let access = auth
+        .verify(&refreshed.access_token, TokenType::Access)
+        .unwrap();
+    assert_eq!(access.exp, NOW + 3600);
+
+    clock.advance(11 * 60 + 10);
+    let token = refreshed.refresh_token.unwrap();
+    assert!(auth.verify(&token, TokenType::Refresh).is_err());
+    // Neither can the refresh cookie mint an access cookie any more.
+    let f = Fixture {
+        auth: auth.clone(),
+        clock,
+        calls: Arc::new(AtomicUsize::new(0)),
+    };
+    let res = f
+        .send(Method::GET, "/", &[f.cookie(None, Some(&token))])
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookies(&res).is_empty());
+}
