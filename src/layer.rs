@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::auth::{JwtAuth, Requirement};
+use crate::auth::JwtAuth;
+use crate::authenticate::Requirement;
 use crate::claims::{TokenPayload, TokenType};
 use crate::responder::BearerResponder;
 use crate::service::AuthService;

@@ -9,7 +9,8 @@ use http::{Extensions, HeaderValue, Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use crate::auth::{Accepted, Authenticated, JwtAuth};
+use crate::auth::JwtAuth;
+use crate::authenticate::{Accepted, Authenticated};
 use crate::error::{AuthError, TokenError};
 use crate::future::{Refresh, ResponseFuture, Resumed, Span};
 use crate::layer::AuthLayer;

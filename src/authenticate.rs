@@ -1,0 +1,279 @@
+//! Authenticating one request: find the token, verify it, check type, CSRF,
+//! freshness and scopes, and plan any implicit refresh. The layer runs [`JwtAuth::accept`],
+//! asks the revocation store, then [`JwtAuth::complete`].
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method};
+use subtle::ConstantTimeEq;
+
+use crate::auth::{JwtAuth, MultipleCredentials};
+use crate::claims::{TokenPayload, TokenType};
+use crate::error::{AuthError, InvalidRequest, TokenError};
+use crate::extract::{self, Location, PresentedToken};
+use crate::issue::TokenBuilder;
+use crate::verify::Checked;
+
+/// What a route requires of the request (set on [`AuthLayer`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Requirement {
+    pub(crate) token_type: TokenType,
+    pub(crate) optional: bool,
+    pub(crate) fresh: bool,
+    pub(crate) scopes: Arc<[String]>,
+}
+
+impl Default for Requirement {
+    fn default() -> Self {
+        Self {
+            token_type: TokenType::Access,
+            optional: false,
+            fresh: false,
+            scopes: Arc::from(Vec::new()),
+        }
+    }
+}
+
+/// How a request was authenticated, before the revocation check.
+pub(crate) struct Accepted {
+    /// The claims to check against the revocation store (the refresh token's, when
+    /// falling back to the refresh cookie).
+    pub(crate) payload: TokenPayload,
+    pub(crate) presented: PresentedToken,
+    pub(crate) plan: Plan,
+}
+
+pub(crate) enum Plan {
+    /// Nothing to re-issue.
+    Keep,
+    /// The access cookie expires within the window: re-issue it on the response.
+    Reissue,
+    /// The access cookie is expired or missing: mint one from the refresh cookie.
+    FromRefresh,
+}
+
+/// A request authenticated and checked against the store.
+pub(crate) struct Authenticated {
+    pub(crate) payload: TokenPayload,
+    pub(crate) presented: PresentedToken,
+    /// `Set-Cookie` values to append to a successful response.
+    pub(crate) set_cookie: Option<HeaderValue>,
+}
+
+impl JwtAuth {
+    /// Authenticates a request's headers without the layer (for WebSocket upgrades or
+    /// custom code): the same checks as an [`AuthLayer`](crate::AuthLayer) requiring an access token,
+    /// including CSRF and revocation. Implicit refresh does not apply.
+    pub async fn authenticate(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<TokenPayload, AuthError> {
+        let requirement = Requirement::default();
+        let accepted = self
+            .accept(method, headers, &requirement, true)?
+            .ok_or(AuthError::MissingCredentials)?;
+        self.check_revocation(&accepted.payload).await?;
+        Ok(accepted.payload)
+    }
+
+    /// The synchronous part of authenticating a request: find the token, verify it,
+    /// check type, CSRF, freshness and scopes, and plan any implicit refresh.
+    /// `Ok(None)`: no credentials on an optional route.
+    pub(crate) fn accept(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        req: &Requirement,
+        no_refresh: bool,
+    ) -> Result<Option<Accepted>, AuthError> {
+        let inner = &*self.inner;
+        let bearer = if inner.header {
+            extract::bearer(headers)?
+        } else {
+            None
+        };
+        let found = if inner.cookie {
+            extract::cookies(
+                headers,
+                &inner.cookies.names.access,
+                &inner.cookies.names.refresh,
+                inner.max_cookies,
+            )?
+        } else {
+            extract::FoundCookies::default()
+        };
+        let refresh_route = req.token_type == TokenType::Refresh;
+        let (cookie_token, refresh_cookie) = if refresh_route {
+            (found.refresh, None)
+        } else {
+            (found.access, found.refresh)
+        };
+        let fallback_allowed = !refresh_route
+            && !no_refresh
+            && inner.implicit.from_refresh_cookie
+            && inner.signing.is_some();
+        let presented = match (bearer, cookie_token) {
+            (Some(b), Some(c)) => match inner.multiple {
+                MultipleCredentials::Reject => {
+                    return Err(InvalidRequest::MultipleCredentials.into());
+                }
+                MultipleCredentials::FirstFound => {
+                    if inner.header_first {
+                        b
+                    } else {
+                        c
+                    }
+                }
+            },
+            (Some(b), None) => b,
+            (None, Some(c)) => c,
+            (None, None) => {
+                return match refresh_cookie.filter(|_| fallback_allowed) {
+                    Some(r) => self.fall_back(method, headers, req, r).map(Some),
+                    None if req.optional => Ok(None),
+                    None => Err(AuthError::MissingCredentials),
+                };
+            }
+        };
+        let from_cookie = presented.location() == Location::Cookie;
+        let now = self.now();
+        let checked = self
+            .verifier()
+            .verify(presented.as_bytes(), now)
+            .map_err(|e| {
+                if presented.location() == Location::Header
+                    && !extract::is_b64token(presented.as_bytes())
+                {
+                    AuthError::from(InvalidRequest::MalformedAuthorization)
+                } else {
+                    AuthError::from(e)
+                }
+            })?;
+        let payload = match checked {
+            Checked::Valid(p) => p,
+            // Only a genuine, expired access cookie may fall back (never a forged one).
+            Checked::Expired(p) => {
+                if p.token_type != req.token_type {
+                    return Err(TokenError::WrongType.into());
+                }
+                return match refresh_cookie.filter(|_| from_cookie && fallback_allowed) {
+                    Some(r) => self.fall_back(method, headers, req, r).map(Some),
+                    None => Err(TokenError::Expired.into()),
+                };
+            }
+        };
+        if payload.token_type != req.token_type {
+            return Err(TokenError::WrongType.into());
+        }
+        if from_cookie {
+            self.check_csrf(method, headers, &payload)?;
+        }
+        check_grants(req, &payload)?;
+        let in_window = inner
+            .implicit
+            .window
+            .is_some_and(|w| payload.exp.saturating_sub(now) <= w);
+        let plan = if from_cookie && !refresh_route && !no_refresh && in_window {
+            Plan::Reissue
+        } else {
+            Plan::Keep
+        };
+        Ok(Some(Accepted {
+            payload,
+            presented,
+            plan,
+        }))
+    }
+
+    fn fall_back(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        req: &Requirement,
+        refresh: PresentedToken,
+    ) -> Result<Accepted, AuthError> {
+        let payload = self.verify(refresh.as_str(), TokenType::Refresh)?;
+        self.check_csrf(method, headers, &payload)?;
+        // The minted access token is not fresh and carries the refresh token's scopes.
+        if req.fresh {
+            return Err(AuthError::NotFresh);
+        }
+        check_grants(req, &payload)?;
+        Ok(Accepted {
+            payload,
+            presented: refresh,
+            plan: Plan::FromRefresh,
+        })
+    }
+
+    fn check_csrf(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        payload: &TokenPayload,
+    ) -> Result<(), AuthError> {
+        let inner = &*self.inner;
+        if !inner.csrf || !inner.csrf_methods.contains(method) {
+            return Ok(());
+        }
+        let expected = payload.csrf.as_deref().unwrap_or_default().as_bytes();
+        let sent = extract::single_header(headers, &inner.csrf_header).unwrap_or_default();
+        // Constant time; an empty expected value never matches.
+        if expected.is_empty() || !bool::from(expected.ct_eq(sent)) {
+            return Err(AuthError::CsrfFailed);
+        }
+        Ok(())
+    }
+
+    /// After the revocation check: mint whatever the plan needs.
+    pub(crate) fn complete(&self, accepted: Accepted) -> Result<Authenticated, AuthError> {
+        let Accepted {
+            payload,
+            presented,
+            plan,
+        } = accepted;
+        match plan {
+            Plan::Keep => Ok(Authenticated {
+                payload,
+                presented,
+                set_cookie: None,
+            }),
+            Plan::Reissue => {
+                // Re-issuing is best effort: the request is valid either way.
+                let set_cookie = self
+                    .reissue_token(&payload)
+                    .ok()
+                    .and_then(|token| self.inner.cookies.access_header(&token));
+                Ok(Authenticated {
+                    payload,
+                    presented,
+                    set_cookie,
+                })
+            }
+            Plan::FromRefresh => {
+                let (token, claims) = TokenBuilder::from_refresh(self, &payload)
+                    .issue_with_claims()
+                    .map_err(|_| AuthError::InvalidToken(TokenError::Expired))?;
+                let presented = PresentedToken::minted(&token)
+                    .ok_or(AuthError::InvalidToken(TokenError::Expired))?;
+                let set_cookie = self.inner.cookies.access_header(&token);
+                Ok(Authenticated {
+                    payload: claims,
+                    presented,
+                    set_cookie,
+                })
+            }
+        }
+    }
+}
+
+fn check_grants(req: &Requirement, payload: &TokenPayload) -> Result<(), AuthError> {
+    if req.fresh && !payload.fresh {
+        return Err(AuthError::NotFresh);
+    }
+    if !req.scopes.iter().all(|s| payload.has_scope(s)) {
+        return Err(AuthError::InsufficientScope);
+    }
+    Ok(())
+}
