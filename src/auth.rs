@@ -14,6 +14,7 @@ use crate::claims::{Reissue, TokenPayload, TokenType};
 use crate::clock::Clock;
 use crate::cookies::{CookieNames, CookieSettings};
 use crate::error::{AuthError, IssueError, TokenError};
+use crate::extract::Location;
 use crate::issue::{Refreshed, TokenBuilder, TokenPair};
 use crate::keys::{HmacKey, VerifyingKey};
 use crate::layer::AuthLayer;
@@ -37,9 +38,9 @@ pub(crate) struct Inner {
     pub(crate) rules: Rules,
     pub(crate) access_ttl: u64,
     pub(crate) refresh_ttl: u64,
-    pub(crate) header: bool,
-    pub(crate) cookie: bool,
-    pub(crate) header_first: bool,
+    /// Where tokens are looked for, in order (at most one of each).
+    pub(crate) locations: Vec<Location>,
+    pub(crate) query_parameter: String,
     pub(crate) multiple: MultipleCredentials,
     pub(crate) cookies: CookieSettings,
     pub(crate) csrf: bool,

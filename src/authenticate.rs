@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
 use subtle::ConstantTimeEq;
 
@@ -71,7 +72,25 @@ impl JwtAuth {
     ) -> Result<TokenPayload, AuthError> {
         let requirement = Requirement::default();
         let accepted = self
-            .accept(method, headers, &requirement, true)?
+            .accept(method, headers, None, &requirement, true)?
+            .ok_or(AuthError::MissingCredentials)?;
+        self.check_revocation(&accepted.payload).await?;
+        Ok(accepted.payload)
+    }
+
+    /// Like [`authenticate`](Self::authenticate), from a request's parts, so that a
+    /// token in the query string of a WebSocket upgrade counts when
+    /// [`Location::Query`] is configured.
+    pub async fn authenticate_parts(&self, parts: &Parts) -> Result<TokenPayload, AuthError> {
+        let requirement = Requirement::default();
+        let accepted = self
+            .accept(
+                &parts.method,
+                &parts.headers,
+                parts.uri.query(),
+                &requirement,
+                true,
+            )?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
         Ok(accepted.payload)
@@ -84,51 +103,55 @@ impl JwtAuth {
         &self,
         method: &Method,
         headers: &HeaderMap,
+        query: Option<&str>,
         req: &Requirement,
         no_refresh: bool,
     ) -> Result<Option<Accepted>, AuthError> {
         let inner = &*self.inner;
-        let bearer = if inner.header {
-            extract::bearer(headers)?
-        } else {
-            None
-        };
-        let found = if inner.cookie {
-            extract::cookies(
-                headers,
-                &inner.cookies.names.access,
-                &inner.cookies.names.refresh,
-                inner.max_cookies,
-            )?
-        } else {
-            extract::FoundCookies::default()
-        };
         let refresh_route = req.token_type == TokenType::Refresh;
-        let (cookie_token, refresh_cookie) = if refresh_route {
-            (found.refresh, None)
-        } else {
-            (found.access, found.refresh)
-        };
+        let mut refresh_cookie = None;
+        // One candidate per configured location, in the configured order.
+        let mut candidates: [Option<PresentedToken>; 3] = [None, None, None];
+        for (slot, location) in candidates.iter_mut().zip(&inner.locations) {
+            *slot = match location {
+                Location::Header => extract::bearer(headers)?,
+                Location::Cookie => {
+                    let found = extract::cookies(
+                        headers,
+                        &inner.cookies.names.access,
+                        &inner.cookies.names.refresh,
+                        inner.max_cookies,
+                    )?;
+                    if refresh_route {
+                        found.refresh
+                    } else {
+                        refresh_cookie = found.refresh;
+                        found.access
+                    }
+                }
+                Location::Query => match query {
+                    Some(q) if extract::is_websocket_upgrade(headers) => {
+                        extract::query(q, &inner.query_parameter)?
+                    }
+                    _ => None,
+                },
+            };
+        }
         let fallback_allowed = !refresh_route
             && !no_refresh
             && inner.implicit.from_refresh_cookie
             && inner.signing.is_some();
-        let presented = match (bearer, cookie_token) {
-            (Some(b), Some(c)) => match inner.multiple {
-                MultipleCredentials::Reject => {
-                    return Err(InvalidRequest::MultipleCredentials.into());
-                }
-                MultipleCredentials::FirstFound => {
-                    if inner.header_first {
-                        b
-                    } else {
-                        c
-                    }
-                }
-            },
-            (Some(b), None) => b,
-            (None, Some(c)) => c,
-            (None, None) => {
+        let mut found = candidates.into_iter().flatten();
+        let first = found.next();
+        if first.is_some()
+            && found.next().is_some()
+            && inner.multiple == MultipleCredentials::Reject
+        {
+            return Err(InvalidRequest::MultipleCredentials.into());
+        }
+        let presented = match first {
+            Some(token) => token,
+            None => {
                 return match refresh_cookie.filter(|_| fallback_allowed) {
                     Some(r) => self.fall_back(method, headers, req, r).map(Some),
                     None if req.optional => Ok(None),

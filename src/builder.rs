@@ -96,6 +96,7 @@ pub struct JwtAuthBuilder {
     max_cookies: usize,
     cache_capacity: usize,
     max_session: Option<u64>,
+    query_parameter: String,
 }
 
 impl Default for JwtAuthBuilder {
@@ -124,6 +125,7 @@ impl Default for JwtAuthBuilder {
             max_cookies: 256,
             cache_capacity: 10_000,
             max_session: None,
+            query_parameter: "token".into(),
         }
     }
 }
@@ -178,9 +180,21 @@ impl JwtAuthBuilder {
         self
     }
 
-    /// Where tokens are looked for, in order (default: header, then cookie).
+    /// Where tokens are looked for, in order (default: header, then cookie). Add
+    /// [`Location::Query`] for WebSocket upgrades from clients that cannot set headers.
     pub fn locations(mut self, locations: impl IntoIterator<Item = Location>) -> Self {
-        self.locations = locations.into_iter().collect();
+        self.locations = Vec::new();
+        for location in locations {
+            if !self.locations.contains(&location) {
+                self.locations.push(location);
+            }
+        }
+        self
+    }
+
+    /// The query parameter read by [`Location::Query`] (default `token`, AuthX's).
+    pub fn query_parameter(mut self, name: impl Into<String>) -> Self {
+        self.query_parameter = name.into();
         self
     }
 
@@ -419,9 +433,8 @@ impl JwtAuthBuilder {
                 },
                 access_ttl: self.access_ttl,
                 refresh_ttl: self.refresh_ttl,
-                header: self.locations.contains(&Location::Header),
-                cookie: self.locations.contains(&Location::Cookie),
-                header_first: self.locations.first() == Some(&Location::Header),
+                locations: self.locations,
+                query_parameter: self.query_parameter,
                 multiple: self.multiple,
                 cookies,
                 csrf: self.csrf,

@@ -64,7 +64,8 @@ impl JwtAuthBuilder {
     /// | `JWT_PRIVATE_KEY`, `JWT_PUBLIC_KEY` | PEM keys for asymmetric algorithms |
     /// | `JWT_ACCESS_TOKEN_EXPIRES`, `JWT_REFRESH_TOKEN_EXPIRES` | lifetimes, seconds |
     /// | `JWT_DECODE_LEEWAY` | clock skew, seconds |
-    /// | `JWT_TOKEN_LOCATION` | `headers`, `cookies` or both |
+    /// | `JWT_TOKEN_LOCATION` | `headers`, `cookies`, `query` (WebSocket upgrades only) |
+    /// | `JWT_QUERY_STRING_NAME` | the query parameter (default `token`) |
     /// | `JWT_ACCESS_COOKIE_NAME`, `JWT_REFRESH_COOKIE_NAME`, `JWT_ACCESS_CSRF_COOKIE_NAME`, `JWT_REFRESH_CSRF_COOKIE_NAME` | cookie names |
     /// | `JWT_COOKIE_SECURE` | `false` for plain-http local development only |
     /// | `JWT_COOKIE_SAMESITE` | `lax`, `strict`, `none` |
@@ -110,10 +111,19 @@ impl JwtAuthBuilder {
                 locations.push(match item.to_ascii_lowercase().as_str() {
                     "headers" | "header" => Location::Header,
                     "cookies" | "cookie" => Location::Cookie,
-                    _ => return Err(bad("JWT_TOKEN_LOCATION", "expected headers and/or cookies")),
+                    "query" | "query_string" => Location::Query,
+                    _ => {
+                        return Err(bad(
+                            "JWT_TOKEN_LOCATION",
+                            "expected headers, cookies and/or query",
+                        ));
+                    }
                 });
             }
             b = b.locations(locations);
+        }
+        if let Some(v) = var("JWT_QUERY_STRING_NAME")? {
+            b = b.query_parameter(v);
         }
         let mut names = b.cookie_names_ref().clone();
         let mut renamed = false;

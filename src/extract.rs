@@ -14,6 +14,10 @@ pub enum Location {
     Header,
     /// The access (or refresh) cookie.
     Cookie,
+    /// A query parameter, read **only** on WebSocket upgrade requests (browsers cannot
+    /// set headers there). Off by default: URLs end up in logs and histories
+    /// (RFC 6750 §5.3).
+    Query,
 }
 
 /// A token as found in the request: where it came from and its raw text, so a logout
@@ -187,6 +191,35 @@ pub(crate) fn cookies(
                 end,
             ));
         }
+    }
+    Ok(found)
+}
+
+/// Whether the request asks for a WebSocket upgrade (`Upgrade: websocket`).
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The token in query parameter `name`. A repeated parameter is a malformed request.
+pub(crate) fn query(query: &str, name: &str) -> Result<Option<PresentedToken>, AuthError> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != name {
+            continue;
+        }
+        if found.is_some() {
+            return Err(InvalidRequest::MalformedAuthorization.into());
+        }
+        // Compact JWTs are URL-safe: a value that needs decoding is not one of ours
+        // and fails verification as it is.
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| AuthError::from(InvalidRequest::MalformedAuthorization))?;
+        let len = value.len();
+        found = Some(PresentedToken::new(Location::Query, value, 0, len));
     }
     Ok(found)
 }

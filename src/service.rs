@@ -133,6 +133,7 @@ where
         let accepted = match auth.accept(
             req.method(),
             req.headers(),
+            req.uri().query(),
             &self.layer.requirement,
             protocol == Protocol::Grpc,
         ) {

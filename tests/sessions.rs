@@ -811,3 +811,57 @@ async fn s8_4_absolute_session_lifetime_is_never_extended_by_refreshing() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookies(&res).is_empty());
 }
+
+#[tokio::test]
+async fn query_token_only_for_websocket_upgrades_and_only_when_configured() {
+    let f = fixture();
+    let pair = f.pair();
+    let with_query = JwtAuth::builder()
+        .hs256(SECRET)
+        .clock(f.clock.clone())
+        .locations([
+            tower_jwt_auth::Location::Header,
+            tower_jwt_auth::Location::Query,
+        ])
+        .build()
+        .unwrap();
+    let g = Fixture {
+        auth: with_query,
+        clock: f.clock.clone(),
+        calls: Arc::new(AtomicUsize::new(0)),
+    };
+    let path = format!("/ws?room=1&token={}", pair.access_token);
+    let upgrade = [
+        ("connection", "upgrade".to_owned()),
+        ("upgrade", "websocket".to_owned()),
+    ];
+    let res = g.send(Method::GET, &path, &upgrade).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.body(), "alice");
+    // Not an upgrade: the query string is not a transport (RFC 6750 §5.3).
+    let res = g.send(Method::GET, &path, &[]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(www(&res), "Bearer");
+    // Not configured (the default): ignored even on an upgrade.
+    let res = f.send(Method::GET, &path, &upgrade).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(www(&res), "Bearer");
+    // Two transports, or a repeated parameter: malformed.
+    let bearer = ("authorization", format!("Bearer {}", pair.access_token));
+    let res = g
+        .send(
+            Method::GET,
+            &path,
+            &[upgrade[0].clone(), upgrade[1].clone(), bearer],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let twice = format!("{path}&token={}", pair.access_token);
+    let res = g.send(Method::GET, &twice, &upgrade).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // A forged one is refused.
+    let res = g.send(Method::GET, "/ws?token=a.b.c", &upgrade).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(www(&res).contains("invalid_token"));
+    assert_eq!(g.calls(), 1);
+}
