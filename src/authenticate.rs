@@ -42,6 +42,8 @@ pub(crate) struct Accepted {
     pub(crate) payload: TokenPayload,
     pub(crate) presented: PresentedToken,
     pub(crate) plan: Plan,
+    /// When the token was checked: reused for the store, one clock read per request.
+    pub(crate) now: u64,
 }
 
 pub(crate) enum Plan {
@@ -206,6 +208,7 @@ impl JwtAuth {
             payload,
             presented,
             plan,
+            now,
         }))
     }
 
@@ -227,6 +230,7 @@ impl JwtAuth {
             payload,
             presented: refresh,
             plan: Plan::FromRefresh,
+            now: self.now(),
         })
     }
 
@@ -255,6 +259,7 @@ impl JwtAuth {
             payload,
             presented,
             plan,
+            ..
         } = accepted;
         match plan {
             Plan::Keep => Ok(Authenticated {

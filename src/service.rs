@@ -151,7 +151,10 @@ where
                 protocol,
             );
         };
-        match store.is_revoked(&accepted.payload, auth.now()).try_ready() {
+        match store
+            .is_revoked(&accepted.payload, accepted.now)
+            .try_ready()
+        {
             Ok(answer) => proceed::<S, C, R, ReqB, ResB>(
                 &mut self.inner,
                 &self.layer,
