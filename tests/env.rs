@@ -1,0 +1,104 @@
+//! `JwtAuth::from_env()` with AuthX's `JWT_*` variables. One test function: the
+//! environment is process-wide.
+
+use tower_jwt_auth::{ConfigError, JwtAuth, TokenType};
+
+fn set(vars: &[(&str, &str)]) {
+    for (k, v) in vars {
+        // SAFETY: this test binary runs a single test, so no other thread reads the
+        // environment concurrently.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
+
+fn clear(vars: &[&str]) {
+    for k in vars {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(k) };
+    }
+}
+
+const ALL: &[&str] = &[
+    "JWT_SECRET_KEY",
+    "JWT_ALGORITHM",
+    "JWT_ACCESS_TOKEN_EXPIRES",
+    "JWT_REFRESH_TOKEN_EXPIRES",
+    "JWT_DECODE_LEEWAY",
+    "JWT_TOKEN_LOCATION",
+    "JWT_ACCESS_COOKIE_NAME",
+    "JWT_COOKIE_SECURE",
+    "JWT_COOKIE_SAMESITE",
+    "JWT_COOKIE_CSRF_PROTECT",
+    "JWT_IMPLICIT_REFRESH_DELTATIME",
+    "JWT_ENCODE_ISSUER",
+    "JWT_DECODE_AUDIENCE",
+];
+
+#[test]
+fn reads_authx_variables_and_names_the_bad_one() {
+    clear(ALL);
+    assert_eq!(JwtAuth::from_env().unwrap_err(), ConfigError::NoKey);
+
+    set(&[
+        ("JWT_SECRET_KEY", "an AuthX secret shared by both services"),
+        ("JWT_ACCESS_TOKEN_EXPIRES", "60"),
+        ("JWT_REFRESH_TOKEN_EXPIRES", "3600"),
+        ("JWT_TOKEN_LOCATION", r#"["headers", "cookies"]"#),
+        ("JWT_ACCESS_COOKIE_NAME", "my_access"),
+        ("JWT_COOKIE_SECURE", "false"),
+        ("JWT_COOKIE_SAMESITE", "strict"),
+        ("JWT_ENCODE_ISSUER", "https://auth.example"),
+        ("JWT_DECODE_AUDIENCE", "api"),
+    ]);
+    let auth = JwtAuth::from_env().unwrap();
+    let pair = auth.token_pair("alice").unwrap();
+    let claims = auth.verify(&pair.access_token, TokenType::Access).unwrap();
+    assert_eq!(claims.exp - claims.iat, 60);
+    assert_eq!(pair.refresh_claims.exp - pair.refresh_claims.iat, 3600);
+    assert_eq!(claims.iss.as_deref(), Some("https://auth.example"));
+    assert_eq!(claims.aud.as_deref(), Some(&["api".to_owned()][..]));
+    assert_eq!(auth.cookie_names().access, "my_access");
+    // Plain-http development: no Secure, no __Host- prefixes on the other names.
+    assert_eq!(auth.cookie_names().refresh, "refresh_token");
+    let mut headers = http::HeaderMap::new();
+    auth.set_cookies(&mut headers, &pair);
+    let first = headers
+        .get(http::header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(first.starts_with("my_access=") && first.contains("SameSite=Strict"));
+    assert!(!first.contains("Secure"));
+
+    // The same secret from another process (an AuthX service) verifies these tokens.
+    let twin = JwtAuth::from_env().unwrap();
+    assert!(twin.verify(&pair.access_token, TokenType::Access).is_ok());
+
+    for (name, value) in [
+        ("JWT_ACCESS_TOKEN_EXPIRES", "15m"),
+        ("JWT_COOKIE_SECURE", "maybe"),
+        ("JWT_COOKIE_SAMESITE", "sometimes"),
+        ("JWT_TOKEN_LOCATION", "headers,body"),
+        ("JWT_ALGORITHM", "HS1024"),
+        ("JWT_IMPLICIT_REFRESH_DELTATIME", "-1"),
+    ] {
+        set(&[(name, value)]);
+        match JwtAuth::from_env() {
+            Err(ConfigError::InvalidEnv { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{name}={value}: {other:?}"),
+        }
+        let message = JwtAuth::from_env().unwrap_err().to_string();
+        assert!(
+            message.starts_with(name) && !message.contains(value),
+            "{message}"
+        );
+        clear(&[name]);
+    }
+
+    set(&[("JWT_SECRET_KEY", "too short")]);
+    assert!(matches!(
+        JwtAuth::from_env(),
+        Err(ConfigError::WeakSecret { .. })
+    ));
+    clear(ALL);
+}
