@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert_eq!(
             h.unwrap(),
-            r#"Bearer error="invalid_token", error_description="The access token expired""#
+            r#"Bearer error="invalid_token", error_description="The token expired""#
         );
         let (s, h) = www(InvalidRequest::RepeatedAuthorization.into());
         assert_eq!(s, StatusCode::BAD_REQUEST);
