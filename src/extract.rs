@@ -156,10 +156,12 @@ pub(crate) fn cookies(
     let mut pairs = 0usize;
     for value in headers.get_all(COOKIE) {
         let bytes = value.as_bytes();
-        let mut offset = 0usize;
-        for pair in bytes.split(|&b| b == b';') {
-            let pair_start = offset;
-            offset += pair.len() + 1;
+        // Pair boundaries by memchr: cookie headers are long, and mostly not ours.
+        let ends = memchr::memchr_iter(b';', bytes).chain(std::iter::once(bytes.len()));
+        let mut next_start = 0usize;
+        for end in ends {
+            let pair_start = std::mem::replace(&mut next_start, end + 1);
+            let pair = bytes.get(pair_start..end).unwrap_or_default();
             pairs += 1;
             if pairs > max_pairs {
                 return Err(InvalidRequest::TooManyCookies.into());

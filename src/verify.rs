@@ -126,11 +126,20 @@ static NO_RULES: Rules = Rules {
 type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
 fn split(token: &[u8]) -> Result<Parts<'_>, TokenError> {
-    let mut parts = token.splitn(4, |b| *b == b'.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
-        _ => Err(TokenError::Malformed),
+    // memchr: a byte-at-a-time split was a tenth of the whole verification.
+    let malformed = TokenError::Malformed;
+    let first = memchr::memchr(b'.', token).ok_or(malformed)?;
+    let (header, rest) = (token.get(..first), token.get(first + 1..));
+    let (header, rest) = header.zip(rest).ok_or(malformed)?;
+    let second = memchr::memchr(b'.', rest).ok_or(malformed)?;
+    let (payload, signature) = rest
+        .get(..second)
+        .zip(rest.get(second + 1..))
+        .ok_or(malformed)?;
+    if header.is_empty() || payload.is_empty() || memchr::memchr(b'.', signature).is_some() {
+        return Err(malformed);
     }
+    Ok((header, payload, signature))
 }
 
 fn decode_into<'b>(input: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], TokenError> {
@@ -304,4 +313,31 @@ pub(crate) fn decode_custom<C: serde::de::DeserializeOwned>(token: &[u8]) -> Res
         .decode(payload_b64)
         .map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::InvalidClaims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_needs_exactly_three_parts() {
+        assert_eq!(split(b"a.b.c").unwrap(), (&b"a"[..], &b"b"[..], &b"c"[..]));
+        assert_eq!(
+            split(b"a.b.").unwrap().2,
+            b"",
+            "an empty signature is split, then refused"
+        );
+        for bad in [
+            &b""[..],
+            b"a",
+            b"a.b",
+            b"a.b.c.d",
+            b".b.c",
+            b"a..c",
+            b"....",
+            b"a.b.c.",
+        ] {
+            assert_eq!(split(bad), Err(TokenError::Malformed), "{bad:?}");
+        }
+    }
 }
