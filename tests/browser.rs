@@ -618,17 +618,29 @@ async fn browser_cookie_session_with_csrf_and_implicit_refresh() {
     let dir = temp_dir();
     let profile = dir.join("profile");
     let mut driver = Chromedriver::start(dir).unwrap_or_else(|e| panic!("{e}"));
-    match tokio::time::timeout(SCENARIO_TIMEOUT, scenario(&mut driver, &profile)).await {
-        Ok(()) => println!("browser scenario passed in {:.1?}", started.elapsed()),
-        Err(_) => panic!("the browser scenario did not finish within {SCENARIO_TIMEOUT:?}"),
+    // Both cookie modes: the defaults (`__Host-` names, `Secure`, which browsers accept
+    // from http://127.0.0.1 as a potentially trustworthy origin) and plain-http dev mode.
+    for secure in [true, false] {
+        let profile = profile.with_extension(if secure { "secure" } else { "dev" });
+        match tokio::time::timeout(SCENARIO_TIMEOUT, scenario(&mut driver, &profile, secure)).await
+        {
+            Ok(()) => println!(
+                "browser scenario (secure cookies: {secure}) passed in {:.1?}",
+                started.elapsed()
+            ),
+            Err(_) => panic!("the browser scenario did not finish within {SCENARIO_TIMEOUT:?}"),
+        }
     }
 }
 
-async fn scenario(driver: &mut Chromedriver, profile: &Path) {
+async fn scenario(driver: &mut Chromedriver, profile: &Path, secure: bool) {
     let clock = ManualClock::starting_now();
-    let auth = JwtAuth::builder()
-        .hs256("browser-test secret, long enough for HS256 (>= 32 bytes)")
-        .insecure_cookies_for_local_development()
+    let mut builder =
+        JwtAuth::builder().hs256("browser-test secret, long enough for HS256 (>= 32 bytes)");
+    if !secure {
+        builder = builder.insecure_cookies_for_local_development();
+    }
+    let auth = builder
         .access_ttl(Duration::from_secs(ACCESS_TTL))
         .implicit_refresh(ImplicitRefresh::window(Duration::from_secs(WINDOW)))
         .clock(clock.clone())
@@ -698,8 +710,8 @@ async fn scenario(driver: &mut Chromedriver, profile: &Path) {
         );
         check!(
             page,
-            c["secure"] == json!(false),
-            "dev mode cookies are not Secure: {c}"
+            c["secure"] == json!(secure),
+            "{name}: Secure should be {secure} in this mode: {c}"
         );
         check!(
             page,
