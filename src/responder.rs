@@ -13,6 +13,27 @@ pub enum Protocol {
     Http,
     /// A request with `content-type: application/grpc…`.
     Grpc,
+    /// A gRPC-Web request (`application/grpc-web…`); `text` for the base64 variant.
+    GrpcWeb {
+        /// `application/grpc-web-text…`.
+        text: bool,
+    },
+}
+
+impl Protocol {
+    /// Whether the request is gRPC or gRPC-Web (no cookies set, statuses in headers).
+    pub fn is_grpc(self) -> bool {
+        !matches!(self, Self::Http)
+    }
+
+    pub(crate) fn of(content_type: Option<&[u8]>) -> Self {
+        match content_type {
+            Some(t) if t.starts_with(b"application/grpc-web-text") => Self::GrpcWeb { text: true },
+            Some(t) if t.starts_with(b"application/grpc-web") => Self::GrpcWeb { text: false },
+            Some(t) if t.starts_with(b"application/grpc") => Self::Grpc,
+            _ => Self::Http,
+        }
+    }
 }
 
 /// Builds the response for a rejected request.
@@ -78,9 +99,15 @@ impl BearerResponder {
 impl<B: Default> Responder<B> for BearerResponder {
     fn respond(&self, error: &AuthError, protocol: Protocol) -> Response<B> {
         let mut res = Response::new(B::default());
-        if protocol == Protocol::Grpc {
+        if protocol.is_grpc() {
+            // A trailers-only answer; gRPC-Web clients expect their own content type.
+            let content_type = match protocol {
+                Protocol::GrpcWeb { text: true } => "application/grpc-web-text",
+                Protocol::GrpcWeb { text: false } => "application/grpc-web",
+                _ => "application/grpc",
+            };
             let headers = res.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             headers.insert("grpc-status", HeaderValue::from(error.grpc_code()));
             headers.insert(
                 "grpc-message",
@@ -191,5 +218,23 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "7");
         assert!(r.body().is_empty());
+    }
+
+    #[test]
+    fn grpc_web_gets_its_own_content_type() {
+        for (request, answer) in [
+            ("application/grpc+proto", "application/grpc"),
+            ("application/grpc-web+proto", "application/grpc-web"),
+            ("application/grpc-web-text", "application/grpc-web-text"),
+        ] {
+            let protocol = Protocol::of(Some(request.as_bytes()));
+            assert!(protocol.is_grpc());
+            let r: Response<String> =
+                BearerResponder::default().respond(&AuthError::MissingCredentials, protocol);
+            assert_eq!(r.headers()[CONTENT_TYPE], answer);
+            assert_eq!(r.headers()["grpc-status"], "16");
+        }
+        assert_eq!(Protocol::of(Some(b"application/json")), Protocol::Http);
+        assert_eq!(Protocol::of(None), Protocol::Http);
     }
 }

@@ -49,11 +49,7 @@ impl<S: fmt::Debug, C, R> fmt::Debug for AuthService<S, C, R> {
 }
 
 fn protocol_of<B>(req: &Request<B>) -> Protocol {
-    let grpc = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if grpc { Protocol::Grpc } else { Protocol::Http }
+    Protocol::of(req.headers().get(CONTENT_TYPE).map(HeaderValue::as_bytes))
 }
 
 fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protocol) -> Response<B> {
@@ -135,7 +131,7 @@ where
             req.headers(),
             req.uri().query(),
             &self.layer.requirement,
-            protocol == Protocol::Grpc,
+            protocol.is_grpc(),
         ) {
             Ok(Some(accepted)) => accepted,
             Ok(None) => return ResponseFuture::inner(self.inner.call(req), None, Span::none()),
