@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderMap, HeaderName, Method};
+use http::{HeaderMap, HeaderName};
 use jsonwebtoken::{EncodingKey, Header};
 
+use crate::builder::CsrfMethods;
 pub use crate::builder::{ImplicitRefresh, JwtAuthBuilder, MultipleCredentials};
 use crate::cache::VerifiedCache;
 use crate::claims::{Reissue, TokenPayload, TokenType};
@@ -18,7 +19,9 @@ use crate::extract::Location;
 use crate::issue::{Refreshed, TokenBuilder, TokenPair};
 use crate::keys::{HmacKey, VerifyingKey};
 use crate::layer::AuthLayer;
-use crate::revocation::{RevocationStore, Rotation, RotationOutcome};
+use crate::revocation::{
+    Revocation, RevocationStore, Rotation, RotationOutcome, StoreError, TokenStatus, family_of,
+};
 use crate::verify::{Checked, Rules, Verifier};
 
 pub(crate) struct Signing {
@@ -45,7 +48,7 @@ pub(crate) struct Inner {
     pub(crate) cookies: CookieSettings,
     pub(crate) csrf: bool,
     pub(crate) csrf_header: HeaderName,
-    pub(crate) csrf_methods: Vec<Method>,
+    pub(crate) csrf_methods: CsrfMethods,
     pub(crate) implicit: ImplicitRefresh,
     pub(crate) rotation: bool,
     pub(crate) grace: u64,
@@ -153,6 +156,8 @@ impl JwtAuth {
         let jti = uuid::Uuid::new_v4().to_string();
         self.sign(&Reissue {
             base: claims,
+            // The session started no later than the token it continues.
+            auth_time: Some(claims.session_start()),
             jti: &jti,
             iat,
             nbf: None,
@@ -201,12 +206,14 @@ impl JwtAuth {
     pub(crate) async fn check_revocation(&self, payload: &TokenPayload) -> Result<(), AuthError> {
         match &self.inner.store {
             None => Ok(()),
-            Some(store) => match store.is_revoked(payload, self.now()).await {
-                Ok(false) => Ok(()),
-                Ok(true) => Err(TokenError::Revoked.into()),
-                Err(_) => Err(AuthError::StoreUnavailable),
-            },
+            Some(store) => verdict(store.check(payload, self.now()).await),
         }
+    }
+
+    /// The last instant a token expiring at `exp` still verifies: revocations are kept
+    /// at least until then.
+    pub(crate) fn verifiable_until(&self, exp: u64) -> u64 {
+        exp.saturating_add(self.inner.rules.leeway)
     }
 
     /// Appends `Set-Cookie` headers for a token pair: both token cookies (`HttpOnly`)
@@ -240,28 +247,30 @@ impl JwtAuth {
         &self.inner.cookies.names
     }
 
-    /// Revokes a verified token until it expires; for a token of a refresh family
-    /// (refresh tokens and the access tokens paired with them) the whole family.
+    /// Revokes a verified token until it can no longer verify; for a token of a
+    /// refresh family (refresh tokens and the access tokens paired with them) the
+    /// whole family.
     pub async fn revoke(&self, token: &TokenPayload) -> Result<(), AuthError> {
         let Some(store) = &self.inner.store else {
             return Ok(());
         };
-        let now = self.now();
-        store
-            .revoke_token(&token.jti, token.exp, now)
-            .await
-            .map_err(|_| AuthError::StoreUnavailable)?;
-        if let Some(family) = &token.family {
-            let until = token
+        let family_until = self.verifiable_until(
+            token
                 .iat
                 .saturating_add(self.inner.refresh_ttl)
-                .max(token.exp);
-            store
-                .revoke_family(family, until, now)
-                .await
-                .map_err(|_| AuthError::StoreUnavailable)?;
-        }
-        Ok(())
+                .max(token.exp),
+        );
+        store
+            .revoke(Revocation {
+                sub: &token.sub,
+                jti: &token.jti,
+                family: token.family.as_deref(),
+                until: self.verifiable_until(token.exp),
+                family_until,
+                now: self.now(),
+            })
+            .await
+            .map_err(|_| AuthError::StoreUnavailable)
     }
 
     /// Revokes every token `sub` holds now ("log out everywhere").
@@ -270,9 +279,9 @@ impl JwtAuth {
             return Ok(());
         };
         let now = self.now();
-        let until = now
-            .saturating_add(self.inner.refresh_ttl.max(self.inner.access_ttl))
-            .saturating_add(self.inner.rules.leeway);
+        let until = self.verifiable_until(
+            now.saturating_add(self.inner.refresh_ttl.max(self.inner.access_ttl)),
+        );
         store
             .revoke_subject(sub, now, until, now)
             .await
@@ -294,15 +303,15 @@ impl JwtAuth {
         let (Some(store), Some(next)) = (&self.inner.store, &refreshed.refresh_claims) else {
             return Ok(refreshed);
         };
-        let family = refresh.family.as_deref().unwrap_or(refresh.jti.as_str());
         let outcome = store
             .rotate(Rotation {
-                family,
+                sub: &refresh.sub,
+                family: family_of(refresh),
                 presented: &refresh.jti,
                 next: &next.jti,
                 now: self.now(),
                 grace: self.inner.grace,
-                until: next.exp,
+                until: self.verifiable_until(next.exp),
             })
             .await
             .map_err(|_| AuthError::StoreUnavailable)?;
@@ -329,5 +338,19 @@ impl JwtAuth {
 impl JwtAuth {
     pub(crate) fn csrf_enabled(&self) -> bool {
         self.inner.csrf
+    }
+}
+
+/// What the layer and the async APIs answer for the store's word on a token.
+pub(crate) fn verdict(status: Result<TokenStatus, StoreError>) -> Result<(), AuthError> {
+    match status {
+        Ok(TokenStatus::Active) => Ok(()),
+        Ok(TokenStatus::Reused) => Err(TokenError::Reused.into()),
+        Ok(_) => Err(TokenError::Revoked.into()),
+        Err(_e) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(error = %_e, "revocation store unavailable; failing closed");
+            Err(AuthError::StoreUnavailable)
+        }
     }
 }

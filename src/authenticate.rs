@@ -241,7 +241,7 @@ impl JwtAuth {
         payload: &TokenPayload,
     ) -> Result<(), AuthError> {
         let inner = &*self.inner;
-        if !inner.csrf || !inner.csrf_methods.contains(method) {
+        if !inner.csrf || !inner.csrf_methods.applies_to(method) {
             return Ok(());
         }
         let expected = payload.csrf.as_deref().unwrap_or_default().as_bytes();

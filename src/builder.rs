@@ -30,6 +30,25 @@ pub enum MultipleCredentials {
     FirstFound,
 }
 
+/// Which methods of cookie-authenticated requests need the CSRF header.
+#[derive(Clone, Debug)]
+pub(crate) enum CsrfMethods {
+    /// Every method but the safe ones (RFC 9110 §9.2.1) that browsers send cross-site.
+    AllButSafe,
+    Only(Vec<Method>),
+}
+
+impl CsrfMethods {
+    pub(crate) fn applies_to(&self, method: &Method) -> bool {
+        match self {
+            Self::AllButSafe => {
+                !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS)
+            }
+            Self::Only(methods) => methods.contains(method),
+        }
+    }
+}
+
 /// Implicit refresh of cookie sessions (see the crate docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImplicitRefresh {
@@ -85,7 +104,7 @@ pub struct JwtAuthBuilder {
     cookies: CookieSettings,
     csrf: bool,
     csrf_header: HeaderName,
-    csrf_methods: Vec<Method>,
+    csrf_methods: CsrfMethods,
     implicit: ImplicitRefresh,
     rotation: bool,
     grace: u64,
@@ -114,7 +133,7 @@ impl Default for JwtAuthBuilder {
             cookies: CookieSettings::default(),
             csrf: true,
             csrf_header: HeaderName::from_static("x-csrf-token"),
-            csrf_methods: vec![Method::POST, Method::PUT, Method::PATCH, Method::DELETE],
+            csrf_methods: CsrfMethods::AllButSafe,
             implicit: ImplicitRefresh::default(),
             rotation: true,
             grace: 0,
@@ -174,9 +193,29 @@ impl JwtAuthBuilder {
         self
     }
 
-    /// Writes `aud` into issued tokens and requires it on every token.
+    /// Writes `aud` into issued tokens and requires it on every token. Without an
+    /// audience, tokens that carry an `aud` are refused (RFC 7519 §4.1.3).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(vec![audience.into()]);
+        self
+    }
+
+    /// Accepts tokens whose `aud` names any of `audiences` (issued tokens carry them
+    /// all), for a service known under several names.
+    ///
+    /// ```
+    /// let auth = tower_jwt_auth::JwtAuth::builder()
+    ///     .hs256([7u8; 32])
+    ///     .audiences(["api", "https://api.example.com"])
+    ///     .build()?;
+    /// # Ok::<(), tower_jwt_auth::ConfigError>(())
+    /// ```
+    pub fn audiences<I, S>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.audience = Some(audiences.into_iter().map(Into::into).collect());
         self
     }
 
@@ -273,9 +312,12 @@ impl JwtAuthBuilder {
         self
     }
 
-    /// The methods that need the CSRF header (default POST, PUT, PATCH, DELETE).
+    /// Only these methods need the CSRF header. The default, every method except
+    /// `GET`, `HEAD` and `OPTIONS` (compared exactly, so `get` or `PROPPATCH` need it),
+    /// is the safe choice: a handler that ignores the method (a `service_fn`, axum's
+    /// `any`) is protected whatever method a page makes the browser send.
     pub fn csrf_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.csrf_methods = methods.into_iter().collect();
+        self.csrf_methods = CsrfMethods::Only(methods.into_iter().collect());
         self
     }
 
@@ -401,6 +443,9 @@ impl JwtAuthBuilder {
             return Err(ConfigError::InvalidValue(
                 "at least one token location is required",
             ));
+        }
+        if self.audience.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::InvalidValue("audiences must not be empty"));
         }
         if self.max_token_len == 0 {
             return Err(ConfigError::InvalidValue("max_token_len must be positive"));

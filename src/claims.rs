@@ -120,6 +120,12 @@ impl TokenPayload {
             .is_some_and(|s| s.iter().any(|x| x == scope))
     }
 
+    /// When the session this token belongs to began: `auth_time`, or for a token
+    /// without one (AuthX's) its own `iat`, the latest the session can have begun.
+    pub fn session_start(&self) -> u64 {
+        self.auth_time.unwrap_or(self.iat)
+    }
+
     /// A custom claim deserialized as `T`, if present and of that type.
     pub fn claim<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
         self.extra.get(name).and_then(|v| T::deserialize(v).ok())
@@ -130,6 +136,7 @@ impl Serialize for TokenPayload {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         Reissue {
             base: self,
+            auth_time: self.auth_time,
             jti: &self.jti,
             iat: self.iat,
             nbf: self.nbf,
@@ -144,6 +151,7 @@ impl Serialize for TokenPayload {
 /// implicit refresh signs, without cloning the claims.
 pub(crate) struct Reissue<'a> {
     pub(crate) base: &'a TokenPayload,
+    pub(crate) auth_time: Option<u64>,
     pub(crate) jti: &'a str,
     pub(crate) iat: u64,
     pub(crate) nbf: Option<u64>,
@@ -183,7 +191,7 @@ impl Serialize for Reissue<'_> {
         if let Some(family) = &p.family {
             m.serialize_entry("fam", family)?;
         }
-        if let Some(auth_time) = p.auth_time {
+        if let Some(auth_time) = self.auth_time {
             m.serialize_entry("auth_time", &auth_time)?;
         }
         for (k, v) in &p.extra {
@@ -375,9 +383,15 @@ impl<'de> Deserialize<'de> for TokenPayload {
                         }
                     }
                 }
+                // Revocation keys are built from these: an empty id would be shared by
+                // every token that has one.
+                let jti: String = jti.ok_or_else(|| de::Error::missing_field("jti"))?;
+                if jti.is_empty() || family.as_ref().is_some_and(String::is_empty) {
+                    return Err(de::Error::custom("empty jti or fam"));
+                }
                 Ok(TokenPayload {
                     sub: sub.ok_or_else(|| de::Error::missing_field("sub"))?,
-                    jti: jti.ok_or_else(|| de::Error::missing_field("jti"))?,
+                    jti,
                     token_type: ty.ok_or_else(|| de::Error::missing_field("type"))?,
                     fresh: fresh.unwrap_or(false),
                     csrf,
@@ -426,6 +440,13 @@ mod tests {
         assert!(parse(&format!("{{{BASE},\"exp\":10,\"exp\":20}}")).is_err());
         assert!(parse(&format!("{{{BASE},\"exp\":10,\"type\":\"refresh\"}}")).is_err());
         assert!(parse(&format!("{{{BASE},\"exp\":10,\"x\":1,\"x\":2}}")).is_err());
+    }
+
+    #[test]
+    fn empty_ids_are_refused() {
+        assert!(parse(r#"{"sub":"a","jti":"","type":"access","iat":1,"exp":2}"#).is_err());
+        assert!(parse(&format!("{{{BASE},\"exp\":2,\"fam\":\"\"}}")).is_err());
+        assert!(parse(&format!("{{{BASE},\"exp\":2,\"fam\":\"f\"}}")).is_ok());
     }
 
     #[test]

@@ -10,7 +10,8 @@ use http::{HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use crate::auth::JwtAuth;
-use crate::revocation::{StoreError, StoreFuture};
+use crate::claims::TokenPayload;
+use crate::revocation::{StoreError, StoreFuture, TokenStatus};
 
 /// The span of an authenticated request (a zero-sized stand-in without `tracing`).
 #[cfg(feature = "tracing")]
@@ -32,6 +33,8 @@ impl Span {
 /// An access cookie to append to a successful response (implicit refresh).
 pub(crate) struct Refresh {
     pub(crate) cookie: HeaderValue,
+    /// The claims the request was authenticated with, checked again after the handler.
+    pub(crate) claims: Box<TokenPayload>,
     pub(crate) auth: JwtAuth,
 }
 
@@ -40,7 +43,7 @@ pub(crate) enum Resumed<F, B> {
     Reject(Response<B>),
 }
 
-type Resume<F, B> = Box<dyn FnOnce(Result<bool, StoreError>) -> Resumed<F, B> + Send>;
+type Resume<F, B> = Box<dyn FnOnce(Result<TokenStatus, StoreError>) -> Resumed<F, B> + Send>;
 
 pin_project! {
     /// The response future of [`AuthService`](crate::AuthService).
@@ -60,11 +63,17 @@ pin_project! {
             span: Span,
         },
         Checking {
-            check: StoreFuture<bool>,
+            check: StoreFuture<TokenStatus>,
             resume: Option<Resume<F, B>>,
         },
         Rejected {
             response: Option<Response<B>>,
+        },
+        // The handler answered; the re-issued cookie waits for the store's word.
+        Rechecking {
+            check: StoreFuture<TokenStatus>,
+            response: Option<Response<B>>,
+            cookie: Option<HeaderValue>,
         },
     }
 }
@@ -88,7 +97,7 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn checking(check: StoreFuture<bool>, resume: Resume<F, B>) -> Self {
+    pub(crate) fn checking(check: StoreFuture<TokenStatus>, resume: Resume<F, B>) -> Self {
         Self {
             state: State::Checking {
                 check,
@@ -119,16 +128,58 @@ where
                     refresh,
                     span,
                 } => {
-                    let _entered = span.enter();
-                    let mut res = ready!(future.poll(cx))?;
-                    if let Some(Refresh { cookie, auth }) = refresh.take() {
-                        // Only on success or redirect, and never over cookies the
-                        // handler set or cleared itself (logout).
-                        let status = res.status();
-                        let ok = status.is_success() || status.is_redirection();
-                        if ok && !auth.inner.cookies.response_sets_access(res.headers()) {
-                            res.headers_mut().append(SET_COOKIE, cookie);
+                    let mut res = {
+                        let _entered = span.enter();
+                        ready!(future.poll(cx))?
+                    };
+                    let Some(refresh) = refresh.take() else {
+                        return Poll::Ready(Ok(res));
+                    };
+                    // Only on success or redirect, and never over cookies the handler
+                    // set or cleared itself (logout).
+                    let status = res.status();
+                    let ok = status.is_success() || status.is_redirection();
+                    if !ok
+                        || refresh
+                            .auth
+                            .inner
+                            .cookies
+                            .response_sets_access(res.headers())
+                    {
+                        return Poll::Ready(Ok(res));
+                    }
+                    // The handler may have revoked the session: a re-issued cookie
+                    // must not outlive that.
+                    let Some(store) = &refresh.auth.inner.store else {
+                        res.headers_mut().append(SET_COOKIE, refresh.cookie);
+                        return Poll::Ready(Ok(res));
+                    };
+                    let check = store.check(&refresh.claims, refresh.auth.now());
+                    match check.try_ready() {
+                        Ok(status) => {
+                            if matches!(status, Ok(TokenStatus::Active)) {
+                                res.headers_mut().append(SET_COOKIE, refresh.cookie);
+                            }
+                            return Poll::Ready(Ok(res));
                         }
+                        Err(pending) => this.state.set(State::Rechecking {
+                            check: pending,
+                            response: Some(res),
+                            cookie: Some(refresh.cookie),
+                        }),
+                    }
+                }
+                StateProj::Rechecking {
+                    check,
+                    response,
+                    cookie,
+                } => {
+                    let status = ready!(Pin::new(check).poll(cx));
+                    let Some(mut res) = response.take() else {
+                        return Poll::Pending;
+                    };
+                    if let (Ok(TokenStatus::Active), Some(cookie)) = (status, cookie.take()) {
+                        res.headers_mut().append(SET_COOKIE, cookie);
                     }
                     return Poll::Ready(Ok(res));
                 }

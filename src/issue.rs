@@ -119,6 +119,7 @@ impl<'a> TokenBuilder<'a> {
         payload.iat = now;
         payload.nbf = None;
         payload.fresh = false;
+        payload.auth_time = Some(claims.session_start());
         Self {
             auth,
             payload,
@@ -171,9 +172,8 @@ impl<'a> TokenBuilder<'a> {
         });
         self.payload.exp = self.payload.iat.saturating_add(ttl);
         // No token outlives its session.
-        if let (Some(max), Some(start)) =
-            (self.auth.inner.rules.max_session, self.payload.auth_time)
-        {
+        if let Some(max) = self.auth.inner.rules.max_session {
+            let start = self.payload.session_start();
             self.payload.exp = self.payload.exp.min(start.saturating_add(max));
         }
         if self.payload.token_type == TokenType::Refresh {

@@ -9,13 +9,13 @@ use http::{Extensions, HeaderValue, Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use crate::auth::JwtAuth;
+use crate::auth::{JwtAuth, verdict};
 use crate::authenticate::{Accepted, Authenticated};
 use crate::error::{AuthError, TokenError};
 use crate::future::{Refresh, ResponseFuture, Resumed, Span};
 use crate::layer::AuthLayer;
 use crate::responder::{Protocol, Responder};
-use crate::revocation::StoreError;
+use crate::revocation::{StoreError, TokenStatus};
 use crate::verify;
 
 /// Authenticates requests before they reach `S`. Made by [`AuthLayer`].
@@ -66,7 +66,8 @@ fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protoco
 fn insert_claims<C>(
     ext: &mut Extensions,
     auth: Authenticated,
-) -> Result<(Option<HeaderValue>, Span), AuthError>
+    jwt: &JwtAuth,
+) -> Result<(Option<Refresh>, Span), AuthError>
 where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
@@ -75,13 +76,21 @@ where
         presented,
         set_cookie,
     } = auth;
+    // A re-issued cookie is checked against the store again once the handler has
+    // answered (it may have revoked the session): keep the claims for that. Rare: at
+    // most once per refresh window and session.
+    let refresh = set_cookie.map(|cookie| Refresh {
+        cookie,
+        claims: Box::new(payload.clone()),
+        auth: jwt.clone(),
+    });
     #[cfg(feature = "tracing")]
     let span = tracing::info_span!(
         "authenticated",
         sub = %payload.sub,
         jti = %payload.jti,
         location = ?presented.location(),
-        refreshed = set_cookie.is_some(),
+        refreshed = refresh.is_some(),
     );
     #[cfg(not(feature = "tracing"))]
     let span = Span::none();
@@ -103,7 +112,7 @@ where
         }
     }
     ext.insert(presented);
-    Ok((set_cookie, span))
+    Ok((refresh, span))
 }
 
 impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for AuthService<S, C, R>
@@ -143,14 +152,11 @@ where
                 &self.layer,
                 req,
                 accepted,
-                Ok(false),
+                Ok(TokenStatus::Active),
                 protocol,
             );
         };
-        match store
-            .is_revoked(&accepted.payload, accepted.now)
-            .try_ready()
-        {
+        match store.check(&accepted.payload, accepted.now).try_ready() {
             Ok(answer) => proceed::<S, C, R, ReqB, ResB>(
                 &mut self.inner,
                 &self.layer,
@@ -165,7 +171,7 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let layer = self.layer.clone();
-                let resume = move |answer: Result<bool, StoreError>| {
+                let resume = move |answer: Result<TokenStatus, StoreError>| {
                     let auth = &layer.auth;
                     match finish::<C>(auth, req.extensions_mut(), accepted, answer) {
                         Ok((refresh, span)) => Resumed::Call(inner.call(req), refresh, span),
@@ -182,27 +188,14 @@ fn finish<C>(
     auth: &JwtAuth,
     ext: &mut Extensions,
     accepted: Accepted,
-    answer: Result<bool, StoreError>,
+    answer: Result<TokenStatus, StoreError>,
 ) -> Result<(Option<Refresh>, Span), AuthError>
 where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    match answer {
-        Ok(false) => {}
-        Ok(true) => return Err(TokenError::Revoked.into()),
-        Err(_e) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(error = %_e, "revocation store unavailable; failing closed");
-            return Err(AuthError::StoreUnavailable);
-        }
-    }
+    verdict(answer)?;
     let authenticated = auth.complete(accepted)?;
-    let (set_cookie, span) = insert_claims::<C>(ext, authenticated)?;
-    let refresh = set_cookie.map(|cookie| Refresh {
-        cookie,
-        auth: auth.clone(),
-    });
-    Ok((refresh, span))
+    insert_claims::<C>(ext, authenticated, auth)
 }
 
 fn proceed<S, C, R, ReqB, ResB>(
@@ -210,7 +203,7 @@ fn proceed<S, C, R, ReqB, ResB>(
     layer: &AuthLayer<C, R>,
     mut req: Request<ReqB>,
     accepted: Accepted,
-    answer: Result<bool, StoreError>,
+    answer: Result<TokenStatus, StoreError>,
     protocol: Protocol,
 ) -> ResponseFuture<S::Future, ResB>
 where

@@ -27,19 +27,87 @@ const MAX_SIGNATURE: usize = 512;
 const STACK_PAYLOAD: usize = 2048;
 
 /// The JOSE header fields we read; everything else is ignored, never fetched
-/// (`jku`, `x5u`, `jwk` are not trusted, RFC 8725 §3.10).
-#[derive(Deserialize)]
+/// (`jku`, `x5u`, `jwk` are not trusted, RFC 8725 §3.10). Parsed strictly (RFC 7515
+/// §4): `alg` and `kid` must be strings, member names must not repeat, and `crit`,
+/// `zip` and `enc` are refused in any form, `null` included.
 struct JoseHeader<'a> {
-    // Parsed into the enum: "none", "None", "hs256", "HS256 " all fail here.
     alg: Algorithm,
-    #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
-    #[serde(default)]
-    zip: Option<IgnoredAny>,
-    #[serde(default)]
-    enc: Option<IgnoredAny>,
+    /// A `crit`, `zip` or `enc` member was present.
+    unsupported: bool,
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Members a header may have: more is not a header this crate can meet.
+const MAX_HEADER_MEMBERS: usize = 32;
+
+impl<'de> Deserialize<'de> for JoseHeader<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JoseHeader<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JOSE header object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JoseHeader<'de>, A::Error> {
+                let (mut alg, mut kid, mut unsupported) = (None, None, false);
+                let mut seen: Vec<Cow<'de, str>> = Vec::new();
+                while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
+                    if seen.contains(&name) || seen.len() >= MAX_HEADER_MEMBERS {
+                        return Err(A::Error::custom("repeated or too many header members"));
+                    }
+                    match &*name {
+                        "alg" => {
+                            let Str(value) = map.next_value::<Str<'de>>()?;
+                            // "none", "None", "hs256", "HS256 " all fail here.
+                            let parsed = value.parse::<Algorithm>();
+                            alg = Some(parsed.map_err(|_| A::Error::custom("unknown alg"))?);
+                        }
+                        "kid" => kid = Some(map.next_value::<Str<'de>>()?.0),
+                        "crit" | "zip" | "enc" => {
+                            map.next_value::<IgnoredAny>()?;
+                            unsupported = true;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                    seen.push(name);
+                }
+                Ok(JoseHeader {
+                    alg: alg.ok_or_else(|| A::Error::missing_field("alg"))?,
+                    kid,
+                    unsupported,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// The claims rules (leeway, issuer, audience) prepared at build time.
@@ -189,7 +257,7 @@ impl Verifier<'_> {
         }
         let header: JoseHeader<'_> =
             serde_json::from_str(header_json).map_err(|_| TokenError::Malformed)?;
-        if header.crit.is_some() || header.zip.is_some() || header.enc.is_some() {
+        if header.unsupported {
             return Err(TokenError::UnsupportedHeader);
         }
         // The key comes from configuration, matched by the header's alg and kid.
@@ -280,21 +348,25 @@ impl Rules {
         {
             return Err(TokenError::InvalidIssuer);
         }
-        if let Some(audience) = &self.audience {
-            let ok = payload
-                .aud
-                .as_deref()
-                .is_some_and(|aud| aud.iter().any(|a| audience.contains(a)));
-            if !ok {
-                return Err(TokenError::InvalidAudience);
-            }
+        // RFC 7519 §4.1.3: a token whose `aud` does not name this service is refused,
+        // and so is one with an `aud` when no audience is configured.
+        let audience_ok = match (&self.audience, payload.aud.as_deref()) {
+            (Some(ours), Some(aud)) => aud.iter().any(|a| ours.contains(a)),
+            (Some(_), None) | (None, Some(_)) => false,
+            (None, None) => true,
+        };
+        if !audience_ok {
+            return Err(TokenError::InvalidAudience);
         }
         // Same comparison as `jsonwebtoken`: expired when exp < now - leeway. A session
         // past its absolute lifetime is expired too (and cannot fall back to a refresh).
+        // Without `auth_time` (AuthX's tokens) the session began no later than `iat`.
         let session_over = self.max_session.is_some_and(|max| {
             payload
-                .auth_time
-                .is_some_and(|start| start.saturating_add(max).saturating_add(self.leeway) < now)
+                .session_start()
+                .saturating_add(max)
+                .saturating_add(self.leeway)
+                < now
         });
         if session_over {
             return Err(TokenError::Expired);

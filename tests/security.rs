@@ -1290,6 +1290,76 @@ async fn s1_14_crit_header_rejected() {
     );
 }
 
+/// Review findings: header members RFC 7515 does not allow are refused, not tolerated
+/// (an `alg` object, a `null` `crit`, repeated members, a non-string `kid`).
+#[tokio::test]
+async fn review_header_quirks_are_refused() {
+    let fx = Fx::new();
+    let p = good_claims();
+    for h in [
+        r#"{"alg":{"HS256":null},"typ":"JWT"}"#,
+        r#"{"alg":["HS256"],"typ":"JWT"}"#,
+        r#"{"alg":"HS256","kid":null}"#,
+        r#"{"alg":"HS256","kid":7}"#,
+        r#"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#,
+        r#"{"alg":"HS256","x":1,"x":2}"#,
+        r#"{"alg":"HS256","alg":"HS256"}"#,
+    ] {
+        let o = fx.bearer(&signed(h, &p)).await;
+        assert_invalid_token(&o);
+        assert_not_called(&o);
+    }
+    for h in [
+        r#"{"alg":"HS256","crit":null}"#,
+        r#"{"alg":"HS256","zip":null}"#,
+        r#"{"alg":"HS256","enc":null}"#,
+    ] {
+        let o = fx.bearer(&signed(h, &p)).await;
+        assert_token_error(&o, TokenError::UnsupportedHeader);
+    }
+    // Unknown members, once each, are still ignored.
+    assert_passed(
+        &fx.bearer(&signed(
+            r#"{"typ":"JWT","x":null,"alg":"HS256","y":[1]}"#,
+            &p,
+        ))
+        .await,
+    );
+}
+
+/// Review F7 (RFC 7519 §4.1.3): with no audience configured, a token that names an
+/// audience was meant for someone else and is refused.
+#[tokio::test]
+async fn review_audience_is_refused_when_none_is_configured() {
+    let fx = Fx::new();
+    for aud in [json!("billing"), json!(["billing", "api"]), json!([])] {
+        let t = signed(
+            HDR,
+            &claims_with(|m| {
+                m.insert("aud".into(), aud.clone());
+            }),
+        );
+        let o = fx.bearer(&t).await;
+        assert_token_error(&o, TokenError::InvalidAudience);
+    }
+    // A service that accepts several audiences says so.
+    let fx = Fx::with(|b| b.hs256(SECRET).audiences(["api", "billing"]));
+    let t = signed(
+        HDR,
+        &claims_with(|m| {
+            m.insert("aud".into(), json!("billing"));
+        }),
+    );
+    assert_passed(&fx.bearer(&t).await);
+    let t = signed(
+        HDR,
+        &claims_with(|m| {
+            m.insert("aud".into(), json!("other"));
+        }),
+    );
+    assert_token_error(&fx.bearer(&t).await, TokenError::InvalidAudience);
+}
+
 /// A payload text whose base64url form contains `-` or `_`, so that the `+/` alphabet
 /// gives a different string.
 fn payload_with_url_chars() -> String {

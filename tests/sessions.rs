@@ -74,6 +74,12 @@ impl Fixture {
             let auth = auth.clone();
             async move {
                 let claims = req.extensions().get::<TokenPayload>().cloned();
+                if req.uri().path() == "/revoke"
+                    && let Some(claims) = &claims
+                {
+                    // Revokes the session without clearing its cookies.
+                    auth.revoke(claims).await.unwrap();
+                }
                 let mut res = Response::new(claims.map(|c| c.sub).unwrap_or_default());
                 match req.uri().path() {
                     "/logout" => auth.unset_cookies(res.headers_mut()),
@@ -864,4 +870,121 @@ async fn query_token_only_for_websocket_upgrades_and_only_when_configured() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(www(&res).contains("invalid_token"));
     assert_eq!(g.calls(), 1);
+}
+
+/// Review F4: a handler that revokes the session (without clearing cookies) gets no
+/// re-issued access cookie on its response, for a token with or without a family.
+#[tokio::test]
+async fn review_reissue_never_outlives_a_revocation_made_by_the_handler() {
+    let f = fixture();
+    let lone = f.auth.access_token("alice").issue().unwrap();
+    let pair = f.pair();
+    f.clock.advance(6 * 60); // inside the 10 minute window
+    for (what, token) in [("no family", &lone), ("family", &pair.access_token)] {
+        let control = f
+            .send(Method::GET, "/", &[f.cookie(Some(token), None)])
+            .await;
+        assert!(
+            new_access(&f, &control).is_some(),
+            "{what}: control re-issues"
+        );
+        let res = f
+            .send(Method::GET, "/revoke", &[f.cookie(Some(token), None)])
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{what}");
+        assert!(
+            new_access(&f, &res).is_none(),
+            "{what}: a revoked session got a new access cookie: {:?}",
+            set_cookies(&res)
+        );
+        let res = f
+            .send(Method::GET, "/", &[f.cookie(Some(token), None)])
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{what}: revoked");
+    }
+}
+
+/// Review F8: every method except GET, HEAD and OPTIONS needs the CSRF header on a
+/// cookie-authenticated request, whatever its case.
+#[tokio::test]
+async fn review_csrf_covers_every_unsafe_method() {
+    let f = fixture();
+    let pair = f.pair();
+    let cookie = f.cookie(Some(&pair.access_token), None);
+    for method in [
+        "patch",
+        "PoSt",
+        "PROPPATCH",
+        "MERGE",
+        "TRACE",
+        "get",
+        "POST",
+        "DELETE",
+    ] {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let before = f.calls();
+        let res = f.send(m.clone(), "/", std::slice::from_ref(&cookie)).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{method} without CSRF");
+        assert_eq!(f.calls(), before, "{method}: the handler must not run");
+        let with = [cookie.clone(), ("x-csrf-token", pair.csrf.clone())];
+        let res = f.send(m, "/", &with).await;
+        assert_eq!(res.status(), StatusCode::OK, "{method} with CSRF");
+    }
+    for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
+        let res = f.send(m.clone(), "/", std::slice::from_ref(&cookie)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{m} is safe");
+    }
+}
+
+/// Review F9: with a maximum session lifetime, a token without `auth_time` (AuthX's)
+/// counts its session from its own `iat`, and what it mints carries that start.
+#[tokio::test]
+async fn review_max_session_lifetime_applies_without_auth_time() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+
+    let clock = ManualClock::new(NOW);
+    let auth = JwtAuth::builder()
+        .hs256(SECRET)
+        .clock(clock.clone())
+        .max_session_lifetime(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    // An AuthX-style refresh token: no auth_time, no family, 20 days.
+    let claims = serde_json::json!({
+        "sub": "alice", "jti": "authx-1", "type": "refresh", "csrf": "c",
+        "iat": NOW, "exp": NOW + 20 * 24 * 3600,
+    });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+    mac.update(input.as_bytes());
+    let token = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    );
+
+    clock.advance(50 * 60);
+    let refresh = auth.verify(&token, TokenType::Refresh).unwrap();
+    let minted = auth.refresh(&refresh).await.unwrap();
+    assert_eq!(
+        minted.access_claims.auth_time,
+        Some(NOW),
+        "the session start is kept"
+    );
+    assert!(minted.access_claims.exp <= NOW + 3600);
+    // Implicit re-issue keeps the start too.
+    let reissued = auth.reissue_token(&minted.access_claims).unwrap();
+    let reissued = auth.verify(&reissued, TokenType::Access).unwrap();
+    assert_eq!(reissued.auth_time, Some(NOW));
+
+    clock.advance(11 * 60);
+    assert!(
+        auth.verify(&token, TokenType::Refresh).is_err(),
+        "the AuthX refresh token is past the session's end"
+    );
 }

@@ -14,7 +14,9 @@ use tonic::transport::Channel;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Status};
 use tower::ServiceExt;
-use tower_jwt_auth::revocation::{Rotation, RotationOutcome, StoreError, StoreFuture};
+use tower_jwt_auth::revocation::{
+    Revocation, Rotation, RotationOutcome, StoreError, StoreFuture, TokenStatus,
+};
 use tower_jwt_auth::{AuthLayer, JwtAuth, ManualClock, RevocationStore, TokenPayload};
 
 use tonic_example::{HelloReply, HelloRequest, call_say_hello, server_router};
@@ -256,13 +258,10 @@ async fn missing_scope_is_permission_denied() {
 struct DownStore;
 
 impl RevocationStore for DownStore {
-    fn is_revoked(&self, _: &TokenPayload, _: u64) -> StoreFuture<bool> {
+    fn check(&self, _: &TokenPayload, _: u64) -> StoreFuture<TokenStatus> {
         StoreFuture::ready(Err(StoreError::new("down")))
     }
-    fn revoke_token(&self, _: &str, _: u64, _: u64) -> StoreFuture<()> {
-        StoreFuture::ready(Err(StoreError::new("down")))
-    }
-    fn revoke_family(&self, _: &str, _: u64, _: u64) -> StoreFuture<()> {
+    fn revoke(&self, _: Revocation<'_>) -> StoreFuture<()> {
         StoreFuture::ready(Err(StoreError::new("down")))
     }
     fn revoke_subject(&self, _: &str, _: u64, _: u64, _: u64) -> StoreFuture<()> {
@@ -277,16 +276,13 @@ impl RevocationStore for DownStore {
 struct SlowDownStore;
 
 impl RevocationStore for SlowDownStore {
-    fn is_revoked(&self, _: &TokenPayload, _: u64) -> StoreFuture<bool> {
+    fn check(&self, _: &TokenPayload, _: u64) -> StoreFuture<TokenStatus> {
         StoreFuture::boxed(async {
             tokio::time::sleep(Duration::from_millis(10)).await;
             Err(StoreError::new("down"))
         })
     }
-    fn revoke_token(&self, _: &str, _: u64, _: u64) -> StoreFuture<()> {
-        StoreFuture::ready(Err(StoreError::new("down")))
-    }
-    fn revoke_family(&self, _: &str, _: u64, _: u64) -> StoreFuture<()> {
+    fn revoke(&self, _: Revocation<'_>) -> StoreFuture<()> {
         StoreFuture::ready(Err(StoreError::new("down")))
     }
     fn revoke_subject(&self, _: &str, _: u64, _: u64, _: u64) -> StoreFuture<()> {

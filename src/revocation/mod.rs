@@ -97,10 +97,31 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A revocation to record: one token and, when it belongs to a refresh family, the
+/// whole family.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Revocation<'a> {
+    /// The subject of the token (stores may group a subject's entries together).
+    pub sub: &'a str,
+    /// The `jti` of the token.
+    pub jti: &'a str,
+    /// Its refresh family, revoked with it.
+    pub family: Option<&'a str>,
+    /// The last instant the token could still verify (`exp` plus the leeway).
+    pub until: u64,
+    /// The last instant any token of the family could still verify.
+    pub family_until: u64,
+    /// Now, in seconds since the epoch.
+    pub now: u64,
+}
+
 /// A refresh-token rotation to record atomically.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Rotation<'a> {
+    /// The subject of the family.
+    pub sub: &'a str,
     /// The family both tokens belong to.
     pub family: &'a str,
     /// The `jti` of the refresh token presented.
@@ -111,7 +132,8 @@ pub struct Rotation<'a> {
     pub now: u64,
     /// How long the presented token stays usable after this rotation (0: not at all).
     pub grace: u64,
-    /// When the family's records may be forgotten (the latest refresh `exp`).
+    /// When the family's records may be forgotten (the latest refresh `exp` plus the
+    /// leeway).
     pub until: u64,
 }
 
@@ -127,23 +149,48 @@ pub enum RotationOutcome {
     Revoked,
 }
 
+/// The standing of a verified token, as [`RevocationStore::check`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenStatus {
+    /// Neither the token, its family nor its subject was revoked (and a refresh token
+    /// is the current member of its family, or the preceding one within its grace
+    /// window).
+    Active,
+    /// The token, its family or its subject was revoked.
+    Revoked,
+    /// A refresh token that was rotated away was presented: its family is now revoked.
+    Reused,
+}
+
+/// The family a refresh token belongs to: its `fam` claim, or, for a refresh token
+/// issued without one (AuthX's), its own `jti`, which starts the family on the first
+/// rotation.
+pub(crate) fn family_of(token: &TokenPayload) -> &str {
+    token.family.as_deref().unwrap_or(token.jti.as_str())
+}
+
 /// Where revocations live. See [`MemoryStore`] (the default) and, with the `redis`
 /// feature, `RedisStore`.
 ///
-/// Every entry carries an expiry (the token's `exp`), after which the store may drop it.
+/// Every entry carries an expiry (the last instant what it concerns could verify),
+/// after which the store may drop it.
 pub trait RevocationStore: Send + Sync + 'static {
-    /// Whether the verified token was revoked: by its `jti`, through its family, or by
-    /// its subject's "revoked before" instant.
-    fn is_revoked(&self, token: &TokenPayload, now: u64) -> StoreFuture<bool>;
+    /// The standing of a verified token: revoked by its `jti`, through its family, or
+    /// by its subject's "revoked before" instant.
+    ///
+    /// For a refresh token the store also checks its family's rotation state: a token
+    /// that was rotated away (and is not the immediately preceding one within its
+    /// grace window) is reuse (RFC 9700 §4.14.2), so the store revokes the family and
+    /// answers [`TokenStatus::Reused`], on every path that accepts a refresh token.
+    fn check(&self, token: &TokenPayload, now: u64) -> StoreFuture<TokenStatus>;
 
-    /// Revokes one token until `until` (its `exp`).
-    fn revoke_token(&self, jti: &str, until: u64, now: u64) -> StoreFuture<()>;
-
-    /// Revokes a refresh-token family (and the access tokens minted from it).
-    fn revoke_family(&self, family: &str, until: u64, now: u64) -> StoreFuture<()>;
+    /// Revokes a token, and its family when it has one, until the given instants.
+    fn revoke(&self, revocation: Revocation<'_>) -> StoreFuture<()>;
 
     /// Revokes every token of `sub` issued at or before `before` ("log out
-    /// everywhere"), remembered until `until`.
+    /// everywhere"), remembered until `until`. Keeps the latest `before` and `until`
+    /// when called again (instances with skewed clocks never un-revoke).
     fn revoke_subject(&self, sub: &str, before: u64, until: u64, now: u64) -> StoreFuture<()>;
 
     /// Records a refresh-token rotation, detecting reuse (RFC 9700 §4.14.2).

@@ -10,16 +10,69 @@
 //! | `tower-jwt-auth:fam:<family>` | hash: usable refresh `jti` → `0` (current) or grace deadline |
 //! | `tower-jwt-auth:sub:<sub>` | seconds: tokens of `sub` issued at or before are revoked |
 //!
-//! A check is one round trip (`MGET` of three keys); a rotation is one atomic script.
+//! A check, a revocation and a rotation are each one round trip: one atomic script.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::{RevocationStore, Rotation, RotationOutcome, StoreError, StoreFuture};
-use crate::claims::TokenPayload;
+use super::{
+    Revocation, RevocationStore, Rotation, RotationOutcome, StoreError, StoreFuture, TokenStatus,
+    family_of,
+};
+use crate::claims::{TokenPayload, TokenType};
 
+/// A check: `KEYS` jti, sub, then the family's `famrev` and (refresh tokens) `fam`;
+/// `ARGV` iat, jti, now. 0 active, 1 reused (the family is revoked here), 2 revoked.
+const CHECK: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
+local before = redis.call('GET', KEYS[2])
+if before and tonumber(ARGV[1]) <= tonumber(before) then return 2 end
+if #KEYS < 3 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+if #KEYS < 4 then return 0 end
+local live = redis.call('HGETALL', KEYS[4])
+if #live == 0 then return 0 end
+local now = tonumber(ARGV[3])
+for i = 1, #live, 2 do
+  local d = tonumber(live[i + 1])
+  if live[i] == ARGV[2] and (d == 0 or d >= now) then return 0 end
+end
+local ttl = math.max(redis.call('TTL', KEYS[4]), 1)
+redis.call('SET', KEYS[3], '1', 'EX', ttl)
+redis.call('DEL', KEYS[4])
+return 1
+";
+
+/// A revocation: `KEYS` jti, then famrev and fam; `ARGV` the TTLs of the token and
+/// the family. TTLs only ever grow: a revocation never expires before the family
+/// state it guards, whatever order instances write in.
+const REVOKE: &str = r"
+local function keep(key, ttl)
+  if redis.call('TTL', key) < ttl then redis.call('SET', key, '1', 'EX', ttl) end
+end
+keep(KEYS[1], tonumber(ARGV[1]))
+if #KEYS > 1 then
+  keep(KEYS[2], math.max(tonumber(ARGV[2]), redis.call('TTL', KEYS[3])))
+end
+return 0
+";
+
+/// "Log out everywhere": `KEYS` sub; `ARGV` before, ttl. Keeps the maximum of both, so
+/// instances with skewed clocks never un-revoke.
+const REVOKE_SUBJECT: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local before = math.max(current, tonumber(ARGV[1]))
+local ttl = math.max(redis.call('TTL', KEYS[1]), tonumber(ARGV[2]))
+redis.call('SET', KEYS[1], string.format('%d', before), 'EX', ttl)
+return 0
+";
+
+/// A rotation: `KEYS` fam, famrev; `ARGV` presented, next, now, grace, ttl. 0
+/// rotated, 1 reused (the family is revoked here), 2 revoked before. A grace use makes
+/// the current token join the window with the window's deadline, so a family never
+/// keeps two live chains once the window closes.
 const ROTATE: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
 local now = tonumber(ARGV[3])
@@ -36,24 +89,34 @@ for i = 1, #live, 2 do
     if live[i] == ARGV[1] then present = d end
   end
 end
+local ttl = math.max(redis.call('TTL', KEYS[1]), tonumber(ARGV[5]))
 if present == nil and count > 0 then
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
+  redis.call('SET', KEYS[2], '1', 'EX', ttl)
   redis.call('DEL', KEYS[1])
   return 1
 end
 if present == 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[1])
+  if grace > 0 then redis.call('HSET', KEYS[1], ARGV[1], now + grace) end
+elseif present ~= nil then
   for i = 1, #live, 2 do
-    if tonumber(live[i + 1]) ~= 0 then redis.call('HDEL', KEYS[1], live[i]) end
+    if tonumber(live[i + 1]) == 0 then redis.call('HSET', KEYS[1], live[i], present) end
   end
-end
-if (present == nil or present == 0) and grace > 0 then
+elseif grace > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], now + grace)
 end
 redis.call('HSET', KEYS[1], ARGV[2], 0)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ttl)
 return 0
 ";
+
+/// The scripts, hashed once.
+struct Scripts {
+    check: redis::Script,
+    revoke: redis::Script,
+    revoke_subject: redis::Script,
+    rotate: redis::Script,
+}
 
 /// Revocations in Redis, through a [`ConnectionManager`] that reconnects by itself.
 ///
@@ -65,7 +128,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Arc<str>,
     timeout: Duration,
-    script: Arc<redis::Script>,
+    scripts: Arc<Scripts>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -97,7 +160,12 @@ impl RedisStore {
             conn,
             prefix: Arc::from("tower-jwt-auth:"),
             timeout: Duration::from_millis(500),
-            script: Arc::new(redis::Script::new(ROTATE)),
+            scripts: Arc::new(Scripts {
+                check: redis::Script::new(CHECK),
+                revoke: redis::Script::new(REVOKE),
+                revoke_subject: redis::Script::new(REVOKE_SUBJECT),
+                rotate: redis::Script::new(ROTATE),
+            }),
         }
     }
 
@@ -131,20 +199,6 @@ impl RedisStore {
             }
         })
     }
-
-    fn set_until(&self, key: String, value: u64, until: u64, now: u64) -> StoreFuture<()> {
-        let mut conn = self.conn.clone();
-        let ttl = until.saturating_sub(now).max(1);
-        self.run(async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("EX")
-                .arg(ttl)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-    }
 }
 
 trait KindName {
@@ -158,63 +212,97 @@ impl KindName for redis::RedisError {
     }
 }
 
-impl RevocationStore for RedisStore {
-    fn is_revoked(&self, token: &TokenPayload, _now: u64) -> StoreFuture<bool> {
+impl RedisStore {
+    /// Runs one of the scripts with `keys` and `args`, bounded by the timeout.
+    fn invoke<T>(
+        &self,
+        script: fn(&Scripts) -> &redis::Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> StoreFuture<T>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
         let mut conn = self.conn.clone();
-        let jti = self.key("jti", &token.jti);
-        let fam = token
-            .family
-            .as_deref()
-            .map_or_else(|| self.key("famrev", ""), |f| self.key("famrev", f));
-        let sub = self.key("sub", &token.sub);
-        let iat = token.iat;
+        let scripts = Arc::clone(&self.scripts);
         self.run(async move {
-            let (j, f, s): (Option<String>, Option<String>, Option<u64>) = redis::cmd("MGET")
-                .arg(jti)
-                .arg(fam)
-                .arg(sub)
-                .query_async(&mut conn)
-                .await?;
-            Ok(j.is_some() || f.is_some() || s.is_some_and(|before| iat <= before))
+            let mut invocation = script(&scripts).prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async(&mut conn).await
+        })
+    }
+}
+
+impl RevocationStore for RedisStore {
+    fn check(&self, token: &TokenPayload, now: u64) -> StoreFuture<TokenStatus> {
+        let mut keys = vec![self.key("jti", &token.jti), self.key("sub", &token.sub)];
+        let family = match token.token_type {
+            TokenType::Refresh => Some(family_of(token)),
+            _ => token.family.as_deref(),
+        };
+        // Family-less tokens read no family key (an empty id would be shared by all).
+        if let Some(family) = family.filter(|f| !f.is_empty()) {
+            keys.push(self.key("famrev", family));
+            if token.token_type == TokenType::Refresh {
+                keys.push(self.key("fam", family));
+            }
+        }
+        let args = vec![token.iat.to_string(), token.jti.clone(), now.to_string()];
+        let code = self.invoke::<i64>(|s| &s.check, keys, args);
+        StoreFuture::boxed(async move {
+            Ok(match code.await? {
+                0 => TokenStatus::Active,
+                1 => TokenStatus::Reused,
+                _ => TokenStatus::Revoked,
+            })
         })
     }
 
-    fn revoke_token(&self, jti: &str, until: u64, now: u64) -> StoreFuture<()> {
-        self.set_until(self.key("jti", jti), 1, until, now)
-    }
-
-    fn revoke_family(&self, family: &str, until: u64, now: u64) -> StoreFuture<()> {
-        self.set_until(self.key("famrev", family), 1, until, now)
+    fn revoke(&self, r: Revocation<'_>) -> StoreFuture<()> {
+        let mut keys = vec![self.key("jti", r.jti)];
+        if let Some(family) = r.family.filter(|f| !f.is_empty()) {
+            keys.push(self.key("famrev", family));
+            keys.push(self.key("fam", family));
+        }
+        let args = vec![
+            ttl(r.until, r.now).to_string(),
+            ttl(r.family_until, r.now).to_string(),
+        ];
+        self.invoke(|s| &s.revoke, keys, args)
     }
 
     fn revoke_subject(&self, sub: &str, before: u64, until: u64, now: u64) -> StoreFuture<()> {
-        self.set_until(self.key("sub", sub), before, until, now)
+        let keys = vec![self.key("sub", sub)];
+        let args = vec![before.to_string(), ttl(until, now).to_string()];
+        self.invoke(|s| &s.revoke_subject, keys, args)
     }
 
     fn rotate(&self, r: Rotation<'_>) -> StoreFuture<RotationOutcome> {
-        let mut conn = self.conn.clone();
-        let script = Arc::clone(&self.script);
-        let family = self.key("fam", r.family);
-        let revoked = self.key("famrev", r.family);
-        let (presented, next) = (r.presented.to_owned(), r.next.to_owned());
-        let ttl = r.until.saturating_sub(r.now).max(1);
-        let (now, grace) = (r.now, r.grace);
-        self.run(async move {
-            let code: i64 = script
-                .key(family)
-                .key(revoked)
-                .arg(presented)
-                .arg(next)
-                .arg(now)
-                .arg(grace)
-                .arg(ttl)
-                .invoke_async(&mut conn)
-                .await?;
-            Ok(match code {
+        let keys = vec![self.key("fam", r.family), self.key("famrev", r.family)];
+        let args = vec![
+            r.presented.to_owned(),
+            r.next.to_owned(),
+            r.now.to_string(),
+            r.grace.to_string(),
+            ttl(r.until, r.now).to_string(),
+        ];
+        let code = self.invoke::<i64>(|s| &s.rotate, keys, args);
+        StoreFuture::boxed(async move {
+            Ok(match code.await? {
                 0 => RotationOutcome::Rotated,
                 1 => RotationOutcome::Reused,
                 _ => RotationOutcome::Revoked,
             })
         })
     }
+}
+
+/// Seconds from `now` until `until`, at least one (a Redis TTL of 0 is refused).
+fn ttl(until: u64, now: u64) -> u64 {
+    until.saturating_sub(now).max(1)
 }
