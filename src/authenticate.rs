@@ -22,6 +22,8 @@ pub(crate) struct Requirement {
     pub(crate) optional: bool,
     pub(crate) fresh: bool,
     pub(crate) scopes: Arc<[String]>,
+    /// Answer plain HTTP whatever the content type (see `AuthLayer::http_only`).
+    pub(crate) http_only: bool,
 }
 
 impl Default for Requirement {
@@ -31,6 +33,7 @@ impl Default for Requirement {
             optional: false,
             fresh: false,
             scopes: Arc::from(Vec::new()),
+            http_only: false,
         }
     }
 }

@@ -82,6 +82,22 @@ impl<C, R> AuthLayer<C, R> {
         self
     }
 
+    /// Rejections on this route are always plain HTTP answers (RFC 6750), whatever the
+    /// request's `content-type` says. By default a request sent as
+    /// `application/grpc…` is answered gRPC-style (HTTP 200 with `grpc-status`), which
+    /// is right in front of a tonic service; on a plain HTTP route such an answer
+    /// would read as a success to intermediaries that only look at the status line.
+    ///
+    /// ```
+    /// # let auth = tower_jwt_auth::JwtAuth::builder().hs256([7u8; 32]).build()?;
+    /// let layer = auth.layer().http_only();
+    /// # Ok::<(), tower_jwt_auth::ConfigError>(())
+    /// ```
+    pub fn http_only(mut self) -> Self {
+        self.requirement.http_only = true;
+        self
+    }
+
     /// Let requests without credentials through, without claims.
     pub fn optional(mut self) -> Self {
         self.requirement.optional = true;

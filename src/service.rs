@@ -133,7 +133,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let protocol = protocol_of(&req);
+        let protocol = if self.layer.requirement.http_only {
+            Protocol::Http
+        } else {
+            protocol_of(&req)
+        };
         let auth = &self.layer.auth;
         let accepted = match auth.accept(
             req.method(),

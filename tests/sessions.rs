@@ -988,3 +988,21 @@ async fn review_max_session_lifetime_applies_without_auth_time() {
         "the AuthX refresh token is past the session's end"
     );
 }
+
+/// Review: a plain HTTP route can refuse gRPC-style answers: a request claiming to be
+/// gRPC gets the RFC 6750 answer there, and the gRPC answer elsewhere.
+#[tokio::test]
+async fn review_http_only_routes_answer_http_to_grpc_content_types() {
+    let f = fixture();
+    let grpc = ("content-type", "application/grpc".to_owned());
+    let res = f.send(Method::GET, "/", std::slice::from_ref(&grpc)).await;
+    assert_eq!(res.status(), StatusCode::OK, "gRPC-style by default");
+    assert!(res.headers().contains_key("grpc-status"));
+    let res = f
+        .send_with(f.auth.layer().http_only(), Method::GET, "/", &[grpc])
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(www(&res), "Bearer");
+    assert!(!res.headers().contains_key("grpc-status"));
+    assert_eq!(f.calls(), 0);
+}
