@@ -740,7 +740,7 @@ mod scenarios {
         assert!(res.is_revoked(), "revoked token within the leeway: {res:?}");
         #[cfg(feature = "redis")]
         if let Probe::Redis { url } = &b.probe {
-            let ttl = redis_ttl(url, &format!("tower-jwt-auth:jti:{}", c.jti)).await;
+            let ttl = redis_ttl(url, &format!("tower-jwt-auth:{{*}}:jti:{}", c.jti)).await;
             assert!(
                 ttl > remaining,
                 "TTL {ttl} must cover exp + leeway ({remaining} + 5)"
@@ -777,7 +777,7 @@ mod scenarios {
             Probe::Redis { url } => {
                 let family = newest.family.clone().expect("family");
                 let now = auth.now();
-                let ttl = redis_ttl(url, &format!("tower-jwt-auth:famrev:{family}")).await;
+                let ttl = redis_ttl(url, &format!("tower-jwt-auth:{{*}}:famrev:{family}")).await;
                 assert!(
                     ttl >= (newest.exp - now) as i64,
                     "famrev TTL {ttl} < the newest refresh token's {} s",
@@ -888,48 +888,40 @@ mod scenarios {
                 let now = auth.now();
                 let checks = [
                     (
-                        format!("tower-jwt-auth:jti:{}", access.jti),
+                        format!("tower-jwt-auth:{{*}}:jti:{}", access.jti),
                         access.exp - now,
                     ),
                     (
-                        format!("tower-jwt-auth:jti:{}", refresh_claims.jti),
+                        format!("tower-jwt-auth:{{*}}:jti:{}", refresh_claims.jti),
                         refresh_claims.exp - now,
                     ),
                     (
-                        format!("tower-jwt-auth:famrev:{family}"),
+                        format!("tower-jwt-auth:{{*}}:famrev:{family}"),
                         refresh_claims.exp - now,
                     ),
                     (
-                        format!("tower-jwt-auth:fam:{family}"),
+                        format!("tower-jwt-auth:{{*}}:fam:{family}"),
                         refresh_claims.exp - now,
                     ),
                 ];
                 for (key, remaining) in checks {
-                    let ttl: i64 = redis::cmd("TTL")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
+                    let ttl = redis_ttl(url, &key).await;
                     assert!(
                         ttl > 0 && ttl as u64 <= remaining + 5,
                         "TTL of {key} is {ttl}, token has {remaining} s left (+ 5 s leeway)"
                     );
                 }
                 auth.revoke_subject("test").await.unwrap();
-                let key = "tower-jwt-auth:sub:test";
-                let ttl: i64 = redis::cmd("TTL")
-                    .arg(key)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
+                let key = "tower-jwt-auth:{*}:sub:test";
+                let ttl = redis_ttl(url, key).await;
                 let bound = REFRESH_TTL + 5; // the longest token life plus the leeway
                 assert!(
                     ttl > 0 && ttl as u64 <= bound,
                     "TTL of {key} is {ttl}, bound {bound}"
                 );
-                // Every key the store wrote has a TTL.
+                // Every key the store wrote has a TTL (the log stream is trimmed by age).
                 let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg("tower-jwt-auth:*")
+                    .arg("tower-jwt-auth:{*")
                     .query_async(&mut conn)
                     .await
                     .unwrap();
@@ -947,16 +939,23 @@ mod scenarios {
     }
 }
 
-/// The TTL of a key, in seconds.
+/// The TTL, in seconds, of the one key matching `pattern` (the layout tags keys with
+/// a hash of their subject).
 #[cfg(feature = "redis")]
-async fn redis_ttl(url: &str, key: &str) -> i64 {
+async fn redis_ttl(url: &str, pattern: &str) -> i64 {
     let mut conn = redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one key matches {pattern}: {keys:?}");
     redis::cmd("TTL")
-        .arg(key)
+        .arg(&keys[0])
         .query_async(&mut conn)
         .await
         .unwrap()
@@ -1105,6 +1104,24 @@ mod redis_only {
 
             server.kill();
             let started = Instant::now();
+            // The mirror answers while it is known complete, at most the staleness
+            // bound (1 s by default); then every check fails closed.
+            for (name, app) in [("A", &a), ("B", &b)] {
+                loop {
+                    let res = protected(app.addr, &s.access).await;
+                    if res.status == StatusCode::SERVICE_UNAVAILABLE {
+                        break;
+                    }
+                    assert_eq!(res.status, StatusCode::OK, "{name}: {res:?}");
+                    assert!(
+                        started.elapsed() < Duration::from_millis(1500),
+                        "{name} still answers from a mirror {:?} after Redis died",
+                        started.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            println!("outage: mirrors failed closed {:?} after Redis died", started.elapsed());
             for round in 0..4 {
                 for (name, app) in [("A", &a), ("B", &b)] {
                     let t = Instant::now();

@@ -1,0 +1,244 @@
+//! One connection to a single Redis node or to a Redis Cluster, with the few
+//! operations the store needs on either: scripts, commands routed to the node that
+//! serves a key, replication acknowledgements, and scanning every primary.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{Cmd, FromRedisValue, RedisResult, Script, Value};
+
+use crate::revocation::StoreError;
+
+/// A reconnecting connection: `ConnectionManager` for one node, the cluster client's
+/// connection (MOVED/ASK, topology refresh, failover) for a cluster.
+#[derive(Clone)]
+pub(super) enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A primary to scan.
+#[derive(Clone, Debug)]
+pub(super) struct Node {
+    host: String,
+    port: u16,
+}
+
+impl Connection {
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &mut self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> RedisResult<T> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        match self {
+            Self::Single(c) => match invocation.invoke_async(c).await {
+                // The manager reconnects after a dropped connection; the command that
+                // met the drop fails, so it is tried once more on the new connection.
+                Err(e) if dropped(&e) => invocation.invoke_async(c).await,
+                other => other,
+            },
+            Self::Cluster(c) => invocation.invoke_async(c).await,
+        }
+    }
+
+    /// A command whose keys route it.
+    pub(super) async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Self::Single(c) => match cmd.query_async(c).await {
+                Err(e) if dropped(&e) => cmd.query_async(c).await,
+                other => other,
+            },
+            Self::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+
+    /// A command without keys (`WAIT`, `ROLE`, `XREAD`'s stream is not its first
+    /// argument) sent to the primary serving `key`.
+    pub(super) async fn on_node_of<T: FromRedisValue>(
+        &mut self,
+        key: &str,
+        cmd: Cmd,
+    ) -> RedisResult<T> {
+        match self {
+            Self::Single(_) => self.query(&cmd).await,
+            Self::Cluster(c) => {
+                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                let value = c
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(value.extract_error()?)?)
+            }
+        }
+    }
+
+    /// Like [`on_node_of`](Self::on_node_of), but a dropped connection is an error,
+    /// never retried behind the caller's back: the mirror must see every gap.
+    pub(super) async fn on_node_of_once<T: FromRedisValue>(
+        &mut self,
+        key: &str,
+        cmd: Cmd,
+    ) -> RedisResult<T> {
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(_) => self.on_node_of(key, cmd).await,
+        }
+    }
+
+    /// Waits until the writes this connection made to the primary serving `key` are
+    /// held by at least one of its replicas, when it has any (`WAIT`, bounded). A
+    /// primary without replicas acknowledges at once: there is nothing more durable to
+    /// wait for.
+    pub(super) async fn replicate(&mut self, key: &str, timeout: Duration) -> RedisResult<bool> {
+        let role: Value = self.on_node_of(key, redis::cmd("ROLE")).await?;
+        if replicas(&role) == 0 {
+            return Ok(true);
+        }
+        let millis = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(millis);
+        let acknowledged: i64 = self.on_node_of(key, wait).await?;
+        Ok(acknowledged >= 1)
+    }
+
+    /// The primaries holding keys: the node itself, or every primary of the cluster.
+    pub(super) async fn primaries(&mut self) -> RedisResult<Vec<Option<Node>>> {
+        match self {
+            Self::Single(_) => Ok(vec![None]),
+            Self::Cluster(c) => {
+                let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(c).await?;
+                Ok(nodes.lines().filter_map(primary).map(Some).collect())
+            }
+        }
+    }
+
+    /// One `SCAN` step on `node` (the single node when `None`).
+    pub(super) async fn scan(
+        &mut self,
+        node: Option<&Node>,
+        cursor: u64,
+        pattern: &str,
+    ) -> RedisResult<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        self.on(node, cmd).await
+    }
+
+    /// A pipeline run on `node` (the single node when `None`).
+    pub(super) async fn pipeline_on(
+        &mut self,
+        node: Option<&Node>,
+        pipeline: redis::Pipeline,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match (self, node) {
+            (Self::Cluster(c), Some(node)) => {
+                let route = SingleNodeRoutingInfo::ByAddress {
+                    host: node.host.clone(),
+                    port: node.port,
+                };
+                c.route_pipeline(pipeline, 0, count, route).await
+            }
+            (Self::Cluster(c), None) => pipeline.query_async(c).await,
+            (Self::Single(c), _) => pipeline.query_async(c).await,
+        }
+    }
+
+    async fn on<T: FromRedisValue>(&mut self, node: Option<&Node>, cmd: Cmd) -> RedisResult<T> {
+        match (self, node) {
+            (Self::Cluster(c), Some(node)) => {
+                let route = SingleNodeRoutingInfo::ByAddress {
+                    host: node.host.clone(),
+                    port: node.port,
+                };
+                let value = c.route_command(cmd, RoutingInfo::SingleNode(route)).await?;
+                Ok(redis::from_redis_value(value.extract_error()?)?)
+            }
+            (Self::Cluster(c), None) => cmd.query_async(c).await,
+            (Self::Single(c), _) => cmd.query_async(c).await,
+        }
+    }
+}
+
+fn dropped(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error()
+}
+
+/// How many replicas a `ROLE` reply lists (a primary's third element).
+fn replicas(role: &Value) -> usize {
+    match role {
+        Value::Array(items) => match items.get(2) {
+            Some(Value::Array(replicas)) => replicas.len(),
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// A live primary from a `CLUSTER NODES` line (`id host:port@bus flags …`).
+fn primary(line: &str) -> Option<Node> {
+    let mut fields = line.split_whitespace();
+    let address = fields.nth(1)?;
+    let flags = fields.next()?;
+    let is_primary = flags.split(',').any(|f| f == "master");
+    let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
+    if !is_primary || failed {
+        return None;
+    }
+    let address = address.split('@').next()?;
+    let (host, port) = address.rsplit_once(':')?;
+    Some(Node {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+    })
+}
+
+/// The error a caller may see: the category only, never the text (which may echo
+/// arguments such as token ids).
+pub(super) fn store_error(e: &redis::RedisError) -> StoreError {
+    StoreError::new(format!("redis: {:?}", e.kind()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cluster_nodes() {
+        let line = "07c3 127.0.0.1:30004@40004 master - 0 1426238316232 8 connected 5461-10922";
+        let node = primary(line).unwrap();
+        assert_eq!((node.host.as_str(), node.port), ("127.0.0.1", 30004));
+        assert!(primary("67ed 127.0.0.1:30002@40002 slave 07c3 0 1 2 connected").is_none());
+        assert!(primary("67ed 127.0.0.1:30002@40002 master,fail - 0 1 2 connected").is_none());
+        assert!(primary("garbage").is_none());
+    }
+
+    #[test]
+    fn counts_replicas_in_role() {
+        let role = Value::Array(vec![
+            Value::BulkString(b"master".to_vec()),
+            Value::Int(3129659),
+            Value::Array(vec![Value::Array(vec![]), Value::Array(vec![])]),
+        ]);
+        assert_eq!(replicas(&role), 2);
+        assert_eq!(replicas(&Value::Nil), 0);
+    }
+}
