@@ -8,7 +8,10 @@
 //! Settings (AuthX's names): `JWT_SECRET_KEY` (generated when unset),
 //! `JWT_ACCESS_TOKEN_EXPIRES`, `JWT_REFRESH_TOKEN_EXPIRES`, `JWT_DECODE_LEEWAY`,
 //! `JWT_IMPLICIT_REFRESH_DELTATIME` (seconds), `JWT_COOKIE_SECURE=false` (plain-http
-//! local development only), `PORT` (default 8000), `REDIS_URL` (with the `redis` feature).
+//! local development only), `PORT` (default 8000); with the `redis` feature,
+//! `REDIS_CLUSTER_NODES` (comma-separated node URLs, a Redis Cluster) or `REDIS_URL` (one
+//! node), and `REVOCATION_MAX_STALENESS_MS` (the mirror's staleness bound, default 1000;
+//! 0 checks every request in Redis).
 
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
@@ -19,8 +22,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tower_jwt_auth::{
-    AuthError, BearerResponder, JwtAuth, Location, PresentedToken, Protocol, Responder,
-    TokenPayload, TokenType,
+    AuthError, BearerResponder, JwtAuth, JwtAuthBuilder, Location, PresentedToken, Protocol,
+    Responder, TokenPayload, TokenType,
 };
 
 #[derive(Deserialize)]
@@ -192,20 +195,52 @@ pub async fn auth_from_env() -> Result<JwtAuth, Box<dyn std::error::Error>> {
         eprintln!("JWT_SECRET_KEY is not set: using a random secret (tokens die with the process)");
         builder = builder.hs256(secret);
     }
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        #[cfg(feature = "redis")]
-        {
-            let store = tower_jwt_auth::revocation::RedisStore::connect(&url).await?;
-            eprintln!("revocation store: Redis");
-            builder = builder.revocation_store(store);
-        }
-        #[cfg(not(feature = "redis"))]
-        {
-            let _ = url;
-            eprintln!("REDIS_URL is set but the `redis` feature is off: using the in-memory store");
-        }
-    }
+    builder = revocation_from_env(builder).await?;
     Ok(builder.build()?)
+}
+
+/// The revocation store: `REDIS_CLUSTER_NODES` (comma-separated node URLs) for a Redis
+/// Cluster, `REDIS_URL` for one node, `REVOCATION_MAX_STALENESS_MS` for the mirror's
+/// staleness bound (0: a round trip per check); in memory otherwise.
+async fn revocation_from_env(
+    builder: JwtAuthBuilder,
+) -> Result<JwtAuthBuilder, Box<dyn std::error::Error>> {
+    let cluster = std::env::var("REDIS_CLUSTER_NODES").ok();
+    let url = std::env::var("REDIS_URL").ok();
+    if cluster.is_none() && url.is_none() {
+        return Ok(builder);
+    }
+    #[cfg(feature = "redis")]
+    {
+        use std::time::Duration;
+        let mut store = tower_jwt_auth::revocation::RedisStore::builder();
+        if let Ok(ms) = std::env::var("REVOCATION_MAX_STALENESS_MS") {
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| "REVOCATION_MAX_STALENESS_MS must be a number of milliseconds")?;
+            store = store.max_staleness(Duration::from_millis(ms));
+        }
+        let store = match (cluster, url) {
+            (Some(nodes), _) => {
+                eprintln!("revocation store: Redis Cluster");
+                store
+                    .connect_cluster(nodes.split(',').map(str::trim))
+                    .await?
+            }
+            (None, Some(url)) => {
+                eprintln!("revocation store: Redis");
+                store.connect(&url).await?
+            }
+            (None, None) => return Ok(builder),
+        };
+        Ok(builder.revocation_store(store))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (cluster, url);
+        eprintln!("REDIS_URL/REDIS_CLUSTER_NODES set but the `redis` feature is off: in memory");
+        Ok(builder)
+    }
 }
 
 #[allow(dead_code)]

@@ -85,6 +85,24 @@ async fn redis_backend(_capacity: usize) -> Option<Backend> {
     })
 }
 
+/// Redis with the mirror off: every check is a round trip (`max_staleness(0)`).
+#[cfg(feature = "redis")]
+async fn redis_strict_backend(_capacity: usize) -> Option<Backend> {
+    use tower_jwt_auth::revocation::RedisStore;
+    let server = support::redis::RedisServer::start().await?;
+    let url = server.url();
+    let store = RedisStore::builder()
+        .max_staleness(Duration::ZERO)
+        .connect(&url)
+        .await
+        .expect("connect to the test redis-server");
+    Some(Backend {
+        store: Arc::new(store),
+        probe: Probe::Redis { url },
+        _server: Some(server),
+    })
+}
+
 async fn within<F: Future<Output = ()>>(scenario: F) {
     if tokio::time::timeout(SCENARIO_LIMIT, scenario)
         .await
@@ -1001,6 +1019,12 @@ mod redis_store {
     store_suite!(redis_backend);
 }
 
+#[cfg(feature = "redis")]
+mod redis_strict_store {
+    use super::*;
+    store_suite!(redis_strict_backend);
+}
+
 // ---------------------------------------------------------------------------------
 // Redis only: several instances, outage and recovery
 // ---------------------------------------------------------------------------------
@@ -1017,6 +1041,121 @@ mod redis_only {
     async fn instance(url: &str, clock: &ManualClock) -> App {
         let store = RedisStore::connect(url).await.expect("connect to redis");
         serve(builder(clock, Arc::new(store)).build().unwrap()).await
+    }
+
+    /// Issue 10: a logout on A is rejected on B within the staleness bound, through
+    /// B's mirror (no round trip on B's request path): median and max over 30 logouts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logout_propagates_to_other_instances_within_the_bound() {
+        let Some(server) = RedisServer::start().await else {
+            return;
+        };
+        within(async {
+            let clock = ManualClock::starting_now();
+            let a = instance(&server.url(), &clock).await;
+            let b = instance(&server.url(), &clock).await;
+            let mut latencies = Vec::new();
+            for _ in 0..30 {
+                let s = login(a.addr).await;
+                assert_eq!(protected(b.addr, &s.access).await.status, StatusCode::OK);
+                assert_eq!(logout(a.addr, &s).await.status, StatusCode::OK);
+                let acknowledged = Instant::now();
+                loop {
+                    let res = protected(b.addr, &s.access).await;
+                    if res.is_revoked() {
+                        break;
+                    }
+                    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+                    assert!(
+                        acknowledged.elapsed() < Duration::from_secs(1),
+                        "B accepted a token revoked {:?} ago",
+                        acknowledged.elapsed()
+                    );
+                }
+                latencies.push(acknowledged.elapsed());
+            }
+            latencies.sort();
+            println!(
+                "logout on A -> rejected on B: median {:?}, max {:?} (30 logouts)",
+                latencies[latencies.len() / 2],
+                latencies[latencies.len() - 1]
+            );
+        })
+        .await;
+    }
+
+    /// Issue 10: the mirrors' connections killed (`CLIENT KILL`) right before a logout:
+    /// the other instance still rejects the token within the staleness bound (it
+    /// resynchronises from the keys), and valid tokens keep working.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_connections_never_let_a_revoked_token_through_past_the_bound() {
+        let Some(server) = RedisServer::start().await else {
+            return;
+        };
+        within(async {
+            let clock = ManualClock::starting_now();
+            let a = instance(&server.url(), &clock).await;
+            let b = instance(&server.url(), &clock).await;
+            let mut admin = redis::Client::open(server.url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            for round in 0..3 {
+                let keep = login(a.addr).await;
+                let s = login(a.addr).await;
+                let _: redis::Value = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("normal")
+                    .arg("SKIPME")
+                    .arg("yes")
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap();
+                // The writer reconnects; an unacknowledged logout may be retried.
+                let mut res = logout(a.addr, &s).await;
+                for _ in 0..10 {
+                    if res.status == StatusCode::OK {
+                        break;
+                    }
+                    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{res:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    res = logout(a.addr, &s).await;
+                }
+                assert_eq!(res.status, StatusCode::OK, "round {round}: logout");
+                let acknowledged = Instant::now();
+                loop {
+                    let res = protected(b.addr, &s.access).await;
+                    if res.is_revoked() {
+                        break;
+                    }
+                    assert!(
+                        matches!(res.status, StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE),
+                        "{res:?}"
+                    );
+                    assert!(
+                        acknowledged.elapsed() < Duration::from_secs(1),
+                        "round {round}: B accepted a revoked token {:?} after the logout",
+                        acknowledged.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                // Healed: the session that was not logged out works on both.
+                for app in [&a, &b] {
+                    let mut ok = false;
+                    for _ in 0..100 {
+                        if protected(app.addr, &keep.access).await.status == StatusCode::OK {
+                            ok = true;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    assert!(ok, "round {round}: valid session back");
+                }
+            }
+        })
+        .await;
     }
 
     /// Two instances share revocations: logout on A is seen by B; reuse of a refresh
@@ -1121,7 +1260,10 @@ mod redis_only {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            println!("outage: mirrors failed closed {:?} after Redis died", started.elapsed());
+            println!(
+                "outage: mirrors failed closed {:?} after Redis died",
+                started.elapsed()
+            );
             for round in 0..4 {
                 for (name, app) in [("A", &a), ("B", &b)] {
                     let t = Instant::now();
