@@ -55,7 +55,11 @@ mod cluster {
             "",
         ] {
             let redis = command(port, &["CLUSTER", "KEYSLOT", key]).await.unwrap();
-            assert_eq!(redis, Reply::Int(i64::from(key_slot(key.as_bytes()))), "{key:?}");
+            assert_eq!(
+                redis,
+                Reply::Int(i64::from(key_slot(key.as_bytes()))),
+                "{key:?}"
+            );
         }
 
         // Replicated writes on every master.
@@ -98,10 +102,19 @@ mod cluster {
 
         // CLIENT KILL drops an application connection.
         let mut conn = Conn::connect(victim).await.unwrap();
-        assert_eq!(conn.cmd(&["PING"]).await.unwrap(), Reply::Simple("PONG".into()));
-        let killed = cluster.client_kill(victim, &["TYPE", "normal"]).await.unwrap();
+        assert_eq!(
+            conn.cmd(&["PING"]).await.unwrap(),
+            Reply::Simple("PONG".into())
+        );
+        let killed = cluster
+            .client_kill(victim, &["TYPE", "normal"])
+            .await
+            .unwrap();
         assert!(killed >= 1, "killed {killed}");
-        assert!(conn.cmd(&["PING"]).await.is_err(), "the connection survived CLIENT KILL");
+        assert!(
+            conn.cmd(&["PING"]).await.is_err(),
+            "the connection survived CLIENT KILL"
+        );
 
         // Kill a master: its replica takes over with the replicated keys.
         cluster.kill(victim);
@@ -145,5 +158,49 @@ mod cluster {
             );
         }
         println!("whole scenario took {:?}", started.elapsed());
+    }
+
+    /// The hard case of issue 10: a master crashes while its replica is frozen. The
+    /// shard is down until the replica runs again, then the replica takes over with
+    /// every write it acknowledged, and a paused master resumed later rejoins as a
+    /// replica.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn master_killed_while_its_replica_is_paused() {
+        let Some(mut cluster) = RedisCluster::start().await else {
+            return;
+        };
+        let shards = cluster.shards().await;
+        let (master, replica) = (shards[2].master, shards[2].replicas[0]);
+        let key = (0..1000)
+            .map(|i| format!("k{i}"))
+            .find(|k| shards[2].serves(key_slot(k.as_bytes())))
+            .unwrap();
+        assert_eq!(cluster.set_replicated(&key, "kept").await, master);
+
+        cluster.pause(replica);
+        cluster.kill(master);
+        // Longer than the node timeout: the others see both gone, the shard is down.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let other = shards[0].master;
+        let info = command(other, &["CLUSTER", "INFO"])
+            .await
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(info.contains("cluster_state:fail"), "{info}");
+
+        cluster.resume(replica);
+        let resumed_at = Instant::now();
+        assert_eq!(cluster.wait_for_failover(master).await, replica);
+        println!("failover after resume took {:?}", resumed_at.elapsed());
+        assert_eq!(cluster.get(&key).await.unwrap().as_deref(), Some("kept"));
+
+        // Pause a master: failed over like a crash; resumed, it rejoins as a replica.
+        let (master, replica) = (shards[1].master, shards[1].replicas[0]);
+        cluster.pause(master);
+        assert_eq!(cluster.wait_for_failover(master).await, replica);
+        cluster.resume(master);
+        cluster.wait_healthy().await;
+        assert_eq!(cluster.replicas_of(replica).await, vec![master]);
     }
 }

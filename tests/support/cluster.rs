@@ -158,7 +158,10 @@ fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, String> {
                 if buf.len() < rest + len + 2 {
                     return Ok(None);
                 }
-                (Reply::Bulk(Some(buf[rest..rest + len].to_vec())), rest + len + 2)
+                (
+                    Reply::Bulk(Some(buf[rest..rest + len].to_vec())),
+                    rest + len + 2,
+                )
             }
         }
         b'*' => {
@@ -555,7 +558,12 @@ impl RedisCluster {
             .args(["--save", "", "--appendonly", "no"])
             // No persistence at all: a replica's full sync stays in memory (no dump
             // file a restart would load), and without the default 5 s delay.
-            .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+            .args([
+                "--repl-diskless-sync",
+                "yes",
+                "--repl-diskless-sync-delay",
+                "0",
+            ])
             .args(["--repl-diskless-load", "swapdb"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -569,7 +577,12 @@ impl RedisCluster {
 
     /// Polls `check` until it returns `Ok(true)` or `deadline` passes. A node that
     /// exited on its own fails the wait at once.
-    async fn wait_until<F, Fut>(&self, deadline: Instant, what: &str, mut check: F) -> Result<(), String>
+    async fn wait_until<F, Fut>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut check: F,
+    ) -> Result<(), String>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool, String>>,
@@ -582,7 +595,10 @@ impl RedisCluster {
                 Err(e) => last = e,
             }
             if Instant::now() >= deadline {
-                return Err(format!("timed out waiting until {what} ({last})\n{}", self.diagnostics()));
+                return Err(format!(
+                    "timed out waiting until {what} ({last})\n{}",
+                    self.diagnostics()
+                ));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -795,11 +811,15 @@ impl RedisCluster {
         }
         let deadline = Instant::now() + SETTLE_LIMIT;
         let result = self
-            .wait_until(deadline, &format!("{port} is back as a replica"), || async move {
-                let info = text(port, &["INFO", "replication"]).await?;
-                Ok(info_field(&info, "role") == Some("slave")
-                    && info_field(&info, "master_link_status") == Some("up"))
-            })
+            .wait_until(
+                deadline,
+                &format!("{port} is back as a replica"),
+                || async move {
+                    let info = text(port, &["INFO", "replication"]).await?;
+                    Ok(info_field(&info, "role") == Some("slave")
+                        && info_field(&info, "master_link_status") == Some("up"))
+                },
+            )
             .await;
         if let Err(e) = result {
             panic!("restart {port}: {e}");
@@ -825,7 +845,10 @@ impl RedisCluster {
                     let mut owner = None;
                     for port in self.live_ports() {
                         let view = self.view_from(port).await?;
-                        if view.iter().any(|n| n.port == old_master && !n.slots.is_empty()) {
+                        if view
+                            .iter()
+                            .any(|n| n.port == old_master && !n.slots.is_empty())
+                        {
                             return Ok(false);
                         }
                         let shard = shards_of(&view).into_iter().find(|s| s.serves(slot));
@@ -875,7 +898,10 @@ impl RedisCluster {
             }
             tokio::time::sleep(POLL).await;
         }
-        panic!("wait_for_failover({old_master}): no live node answered\n{}", self.diagnostics());
+        panic!(
+            "wait_for_failover({old_master}): no live node answered\n{}",
+            self.diagnostics()
+        );
     }
 
     /// Waits until every live node reports `cluster_state:ok` and the same masters,
@@ -912,9 +938,15 @@ impl RedisCluster {
                     continue;
                 }
                 let info = text(shard.master, &["INFO", "replication"]).await?;
-                let online = info.lines().filter(|l| l.starts_with("slave") && l.contains("state=online")).count();
+                let online = info
+                    .lines()
+                    .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                    .count();
                 if online < shard.replicas.len() {
-                    return Err(format!("{}: {online} replica(s) online of {:?}", shard.master, shard.replicas));
+                    return Err(format!(
+                        "{}: {online} replica(s) online of {:?}",
+                        shard.master, shard.replicas
+                    ));
                 }
                 for &replica in &shard.replicas {
                     let info = text(replica, &["INFO", "replication"]).await?;
@@ -938,7 +970,8 @@ impl RedisCluster {
                 (Some(_), false) => "running",
             };
             out.push_str(&format!("\n  {} ({state}), log tail:", node.port));
-            let log = std::fs::read_to_string(self.node_dir(node.port).join("redis.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(self.node_dir(node.port).join("redis.log"))
+                .unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
             for line in &lines[lines.len().saturating_sub(6)..] {
                 out.push_str("\n    ");
