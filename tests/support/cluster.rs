@@ -136,11 +136,11 @@ fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, String> {
     let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
         return Ok(None);
     };
-    let line = std::str::from_utf8(&buf[1..eol]).map_err(|e| format!("bad RESP line: {e}"))?;
-    let rest = eol + 2;
-    let Some(&kind) = buf.first() else {
-        return Ok(None);
+    let Some((&kind, line)) = buf[..eol].split_first() else {
+        return Err("empty RESP line".into());
     };
+    let line = std::str::from_utf8(line).map_err(|e| format!("bad RESP line: {e}"))?;
+    let rest = eol + 2;
     let number = || {
         line.parse::<i64>()
             .map_err(|e| format!("bad RESP number {line:?}: {e}"))
