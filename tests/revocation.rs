@@ -47,6 +47,9 @@ enum Probe {
     Redis {
         url: String,
     },
+    /// Keys spread over a cluster's primaries: TTLs are checked on a single node.
+    #[cfg(feature = "redis")]
+    Cluster,
 }
 
 /// A store for one scenario, with whatever keeps it alive.
@@ -785,6 +788,8 @@ mod scenarios {
             .unwrap();
         let newest = claims(&auth, &s1.refresh, TokenType::Refresh);
         match &b.probe {
+            #[cfg(feature = "redis")]
+            Probe::Cluster => {}
             Probe::Memory(_) => {
                 // Past the old token's family bound, before the newest refresh's end.
                 clock.set(newest.exp - 60);
@@ -872,6 +877,8 @@ mod scenarios {
         assert!(protected(app.addr, &s.access).await.is_revoked());
 
         match &b.probe {
+            #[cfg(feature = "redis")]
+            Probe::Cluster => {}
             Probe::Memory(store) => {
                 // Entries now: the rotated family, two revoked jtis.
                 assert_eq!(store.len(), 3, "family + two jtis");
@@ -1344,5 +1351,287 @@ fn reencodings_differ_from_the_token() {
             auth.verify(&t, TokenType::Access).is_err(),
             "{what} must not verify"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Redis Cluster: 3 primaries, 3 replicas, real failovers
+// ---------------------------------------------------------------------------------
+
+#[cfg(feature = "redis")]
+mod cluster {
+    use std::collections::HashSet;
+    use std::time::Instant;
+
+    use super::support::cluster::{RedisCluster, command};
+    use super::*;
+    use tower_jwt_auth::revocation::RedisStore;
+
+    async fn store(cluster: &RedisCluster, prefix: &str) -> RedisStore {
+        RedisStore::builder()
+            .prefix(prefix)
+            .connect_cluster(cluster.urls())
+            .await
+            .expect("connect to the cluster")
+    }
+
+    async fn backend(cluster: &RedisCluster, prefix: &str) -> Backend {
+        Backend {
+            store: Arc::new(store(cluster, prefix).await),
+            probe: Probe::Cluster,
+            _server: None,
+        }
+    }
+
+    /// The behavioural suite, on one cluster (a key prefix per scenario).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_suite_on_a_cluster() {
+        let Some(cluster) = RedisCluster::start().await else {
+            return;
+        };
+        macro_rules! run {
+            ($($name:ident),* $(,)?) => {$(
+                let b = backend(&cluster, concat!(stringify!($name), ":")).await;
+                within(scenarios::$name(b)).await;
+            )*};
+        }
+        run!(
+            logout_revokes_access_and_refresh,
+            reencoded_revoked_token_stays_refused,
+            revoke_subject_ends_every_session,
+            rotation_and_reuse_detection,
+            forged_refresh_does_not_revoke_family,
+            grace_window_for_the_preceding_token,
+            grace_window_never_reopens_an_older_ancestor,
+            concurrent_refresh_exactly_one_wins,
+            entries_expire,
+            rotated_away_refresh_cookie_is_reuse,
+            grace_window_never_forks_the_family,
+            revocation_outlives_the_leeway,
+            family_revocation_outlives_the_family,
+            revoke_subject_keeps_the_latest,
+        );
+    }
+
+    /// An app instance on the cluster, and its `JwtAuth` (to issue sessions).
+    async fn instance(cluster: &RedisCluster, clock: &ManualClock) -> (App, JwtAuth) {
+        let auth = builder(clock, Arc::new(store(cluster, "tower-jwt-auth:").await))
+            .build()
+            .unwrap();
+        (serve(auth.clone()).await, auth)
+    }
+
+    /// A session of `user` (distinct subjects spread keys over every primary).
+    fn session(auth: &JwtAuth, user: &str) -> Session {
+        let pair = auth.token_pair(user).unwrap();
+        Session {
+            access: pair.access_token,
+            refresh: pair.refresh_token,
+        }
+    }
+
+    /// Polls until `addr` answers `status` for `token`, within `limit`.
+    async fn until_status(addr: SocketAddr, token: &str, status: StatusCode, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let res = protected(addr, token).await;
+            if res.status == status {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no {status} within {limit:?}: {res:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Keys of `prefix` on each primary.
+    async fn keys_per_primary(cluster: &RedisCluster) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for port in cluster.masters().await {
+            let reply = command(port, &["KEYS", "tower-jwt-auth:{*"]).await.unwrap();
+            let n = match reply {
+                super::support::cluster::Reply::Array(Some(items)) => items.len(),
+                _ => 0,
+            };
+            counts.push(n);
+        }
+        counts
+    }
+
+    /// Revocations across instances and slots, and reuse detection across instances.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn revocation_across_instances_and_slots() {
+        let Some(cluster) = RedisCluster::start().await else {
+            return;
+        };
+        within(async {
+            let clock = ManualClock::starting_now();
+            let (a, auth_a) = instance(&cluster, &clock).await;
+            let (b, _) = instance(&cluster, &clock).await;
+            let sessions: Vec<Session> = (0..30)
+                .map(|i| session(&auth_a, &format!("user{i}")))
+                .collect();
+            for s in &sessions {
+                assert_eq!(protected(b.addr, &s.access).await.status, StatusCode::OK);
+                assert_eq!(logout(a.addr, s).await.status, StatusCode::OK);
+            }
+            let per_primary = keys_per_primary(&cluster).await;
+            assert!(
+                per_primary.iter().all(|n| *n > 0),
+                "revocations on every primary: {per_primary:?}"
+            );
+            for s in &sessions {
+                for app in [&a, &b] {
+                    until_status(
+                        app.addr,
+                        &s.access,
+                        StatusCode::UNAUTHORIZED,
+                        Duration::from_secs(1),
+                    )
+                    .await;
+                    assert!(refresh(app.addr, &s.refresh).await.is_invalid_token());
+                }
+            }
+            // Rotation on A, replay on B: the family dies on both.
+            let r0 = session(&auth_a, "rotating");
+            let r1 = refresh_ok(a.addr, &r0.refresh).await;
+            assert!(refresh(b.addr, &r0.refresh).await.is_invalid_token());
+            for app in [&a, &b] {
+                assert!(refresh(app.addr, &r1.refresh).await.is_invalid_token());
+                until_status(
+                    app.addr,
+                    &r1.access,
+                    StatusCode::UNAUTHORIZED,
+                    Duration::from_secs(1),
+                )
+                .await;
+            }
+        })
+        .await;
+    }
+
+    /// A primary killed: its replica takes over; valid sessions come back without
+    /// restarting the app, every acknowledged revocation stays, and a new instance
+    /// knows them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn primary_killed_keeps_every_acknowledged_revocation() {
+        let Some(mut cluster) = RedisCluster::start().await else {
+            return;
+        };
+        within(async {
+            let clock = ManualClock::starting_now();
+            let (a, auth) = instance(&cluster, &clock).await;
+            let (b, _) = instance(&cluster, &clock).await;
+            let sessions: Vec<Session> =
+                (0..24).map(|i| session(&auth, &format!("u{i}"))).collect();
+            let (revoked, valid) = sessions.split_at(12);
+            for s in revoked {
+                assert_eq!(logout(a.addr, s).await.status, StatusCode::OK);
+            }
+            // The primary holding the log: every mirror must resynchronise.
+            let log_master = cluster.master_for_key(b"tower-jwt-auth:log").await;
+            cluster.kill(log_master);
+            let killed = Instant::now();
+            // Never a revoked token through, during and after the failover.
+            let watch = async {
+                while killed.elapsed() < Duration::from_secs(3) {
+                    for s in revoked {
+                        let res = protected(b.addr, &s.access).await;
+                        assert_ne!(res.status, StatusCode::OK, "revoked token let through");
+                    }
+                }
+            };
+            let (new_master, ()) = tokio::join!(cluster.wait_for_failover(log_master), watch);
+            println!("failover to {new_master} took {:?}", killed.elapsed());
+            for s in valid {
+                for app in [&a, &b] {
+                    until_status(app.addr, &s.access, StatusCode::OK, Duration::from_secs(15))
+                        .await;
+                }
+            }
+            println!("valid sessions back {:?} after the kill", killed.elapsed());
+            let (c, _) = instance(&cluster, &clock).await;
+            for s in revoked {
+                for app in [&a, &b, &c] {
+                    let res = protected(app.addr, &s.access).await;
+                    assert!(res.is_revoked(), "after the failover: {res:?}");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// A primary killed while its replica is paused (so it cannot acknowledge): writes
+    /// to that shard are refused (503), never acknowledged and then lost; after the
+    /// replica takes over, every acknowledged logout is still revoked everywhere,
+    /// including on an instance started afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_acknowledged_logout_is_lost_when_the_replica_lagged() {
+        let Some(mut cluster) = RedisCluster::start().await else {
+            return;
+        };
+        within(async {
+            let clock = ManualClock::starting_now();
+            let (a, auth) = instance(&cluster, &clock).await;
+            let (b, _) = instance(&cluster, &clock).await;
+            let log_master = cluster.master_for_key(b"tower-jwt-auth:log").await;
+            let masters = cluster.masters().await;
+            let victim = *masters
+                .iter()
+                .find(|m| **m != log_master)
+                .expect("a primary without the log");
+            let replica = cluster.replicas_of(victim).await[0];
+            cluster.pause(replica);
+            // A paused process still receives into its socket buffer: cut the
+            // replication link too, so the primary's next writes reach no replica.
+            command(victim, &["CLIENT", "KILL", "TYPE", "replica"])
+                .await
+                .expect("cut the replication link");
+            let mut acknowledged = Vec::new();
+            let mut refused = 0;
+            for i in 0..24 {
+                let s = session(&auth, &format!("p{i}"));
+                let res = logout(a.addr, &s).await;
+                match res.status {
+                    StatusCode::OK => acknowledged.push(s),
+                    StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                    other => panic!("logout answered {other}: {res:?}"),
+                }
+            }
+            println!("{} acknowledged, {refused} refused", acknowledged.len());
+            assert!(!acknowledged.is_empty());
+            cluster.kill(victim);
+            cluster.resume(replica);
+            let promoted = cluster.wait_for_failover(victim).await;
+            assert_eq!(promoted, replica);
+            let (c, _) = instance(&cluster, &clock).await;
+            let mut seen = HashSet::new();
+            for s in &acknowledged {
+                for (name, app) in [("A", &a), ("B", &b), ("C", &c)] {
+                    let limit = Duration::from_secs(15);
+                    let started = Instant::now();
+                    loop {
+                        let res = protected(app.addr, &s.access).await;
+                        assert_ne!(
+                            res.status,
+                            StatusCode::OK,
+                            "{name}: an acknowledged logout was lost"
+                        );
+                        if res.is_revoked() {
+                            break;
+                        }
+                        assert!(started.elapsed() < limit, "{name}: {res:?}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    seen.insert(name);
+                }
+            }
+            assert_eq!(seen.len(), 3);
+            // Logouts on the shard whose replica was paused were refused, not acknowledged.
+            assert!(refused > 0, "the paused shard was hit");
+        })
+        .await;
     }
 }

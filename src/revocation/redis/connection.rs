@@ -97,15 +97,31 @@ impl Connection {
         }
     }
 
-    /// Waits until the writes this connection made to the primary serving `key` are
-    /// held by at least one of its replicas, when it has any (`WAIT`, bounded). A
-    /// primary without replicas acknowledges at once: there is nothing more durable to
-    /// wait for.
-    pub(super) async fn replicate(&mut self, key: &str, timeout: Duration) -> RedisResult<bool> {
-        let role: Value = self.on_node_of(key, redis::cmd("ROLE")).await?;
-        if replicas(&role) == 0 {
-            return Ok(true);
+    /// How many replicas the primary serving `key` has: for a cluster, every replica
+    /// the cluster lists for it, connected or not (a replica cut off is still a
+    /// replica whose copy would be lost); for one node, those connected now.
+    pub(super) async fn replicas(&mut self, key: &str) -> RedisResult<usize> {
+        match self {
+            Self::Single(_) => {
+                let role: Value = self.on_node_of(key, redis::cmd("ROLE")).await?;
+                Ok(connected_replicas(&role))
+            }
+            Self::Cluster(_) => {
+                let mut nodes = redis::cmd("CLUSTER");
+                nodes.arg("NODES");
+                let nodes: String = self.on_node_of(key, nodes).await?;
+                Ok(replicas_of_myself(&nodes))
+            }
         }
+    }
+
+    /// Waits (bounded) until the writes this connection made to the primary serving
+    /// `key` are held by at least one replica; whether one did.
+    pub(super) async fn wait_for_replica(
+        &mut self,
+        key: &str,
+        timeout: Duration,
+    ) -> RedisResult<bool> {
         let millis = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -182,8 +198,23 @@ fn dropped(e: &redis::RedisError) -> bool {
     e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error()
 }
 
+/// The replicas of the node answering `CLUSTER NODES` (the `myself` line).
+fn replicas_of_myself(nodes: &str) -> usize {
+    let myself = nodes.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let id = fields.next()?;
+        let flags = fields.nth(1)?;
+        flags.split(',').any(|f| f == "myself").then_some(id)
+    });
+    let Some(myself) = myself else { return 0 };
+    nodes
+        .lines()
+        .filter(|line| line.split_whitespace().nth(3) == Some(myself))
+        .count()
+}
+
 /// How many replicas a `ROLE` reply lists (a primary's third element).
-fn replicas(role: &Value) -> usize {
+fn connected_replicas(role: &Value) -> usize {
     match role {
         Value::Array(items) => match items.get(2) {
             Some(Value::Array(replicas)) => replicas.len(),
@@ -232,13 +263,28 @@ mod tests {
     }
 
     #[test]
+    fn counts_the_replicas_a_cluster_lists_for_a_primary() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 slave,fail a1 0 0 1 disconnected
+d4 127.0.0.1:7004@17004 slave b2 0 0 2 connected";
+        assert_eq!(
+            replicas_of_myself(nodes),
+            1,
+            "a failed replica still counts"
+        );
+        assert_eq!(replicas_of_myself("garbage"), 0);
+    }
+
+    #[test]
     fn counts_replicas_in_role() {
         let role = Value::Array(vec![
             Value::BulkString(b"master".to_vec()),
             Value::Int(3129659),
             Value::Array(vec![Value::Array(vec![]), Value::Array(vec![])]),
         ]);
-        assert_eq!(replicas(&role), 2);
-        assert_eq!(replicas(&Value::Nil), 0);
+        assert_eq!(connected_replicas(&role), 2);
+        assert_eq!(connected_replicas(&Value::Nil), 0);
     }
 }

@@ -22,6 +22,7 @@
 //! documentation, reproduced in the README.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -220,6 +221,7 @@ impl RedisStoreBuilder {
                 scripts: Scripts::new(),
                 mirror,
                 settings: self,
+                replicas_seen: AtomicUsize::new(0),
                 _task: task,
             }),
         })
@@ -242,6 +244,8 @@ struct Shared {
     scripts: Scripts,
     mirror: Option<Arc<Mirror>>,
     settings: RedisStoreBuilder,
+    /// The most replicas a primary was seen with.
+    replicas_seen: AtomicUsize,
     _task: Option<AbortOnDrop>,
 }
 
@@ -339,8 +343,22 @@ impl RedisStore {
 
 impl Shared {
     /// Waits for `key`'s writes to reach a replica, or fails.
+    ///
+    /// Once any replica was seen, every write needs one: a replica that dropped off
+    /// does not make a lone primary's word durable.
     async fn acknowledge(&self, conn: &mut Connection, key: &str) -> Result<(), StoreError> {
-        match conn.replicate(key, self.settings.acknowledgement).await {
+        let replicas = conn.replicas(key).await.map_err(|e| store_error(&e))?;
+        let seen = self
+            .replicas_seen
+            .fetch_max(replicas, Ordering::AcqRel)
+            .max(replicas);
+        if seen == 0 {
+            return Ok(());
+        }
+        match conn
+            .wait_for_replica(key, self.settings.acknowledgement)
+            .await
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err(StoreError::new(
                 "redis: the write was not acknowledged by a replica in time",
