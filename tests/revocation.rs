@@ -964,6 +964,28 @@ mod scenarios {
     }
 }
 
+/// Polls until `addr` answers `status` for `token` on `/protected`, within `limit`;
+/// how long it took.
+async fn until_status(
+    addr: SocketAddr,
+    token: &str,
+    status: StatusCode,
+    limit: Duration,
+) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let res = protected(addr, token).await;
+        if res.status == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no {status} within {limit:?}: {res:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// The TTL, in seconds, of the one key matching `pattern` (the layout tags keys with
 /// a hash of their subject).
 #[cfg(feature = "redis")]
@@ -1066,20 +1088,10 @@ mod redis_only {
                 let s = login(a.addr).await;
                 assert_eq!(protected(b.addr, &s.access).await.status, StatusCode::OK);
                 assert_eq!(logout(a.addr, &s).await.status, StatusCode::OK);
-                let acknowledged = Instant::now();
-                loop {
-                    let res = protected(b.addr, &s.access).await;
-                    if res.is_revoked() {
-                        break;
-                    }
-                    assert_eq!(res.status, StatusCode::OK, "{res:?}");
-                    assert!(
-                        acknowledged.elapsed() < Duration::from_secs(1),
-                        "B accepted a token revoked {:?} ago",
-                        acknowledged.elapsed()
-                    );
-                }
-                latencies.push(acknowledged.elapsed());
+                // Within the bound (1 s); the figure is how long it really took.
+                let limit = Duration::from_secs(1);
+                latencies
+                    .push(until_status(b.addr, &s.access, StatusCode::UNAUTHORIZED, limit).await);
             }
             latencies.sort();
             println!(
@@ -1131,34 +1143,11 @@ mod redis_only {
                     res = logout(a.addr, &s).await;
                 }
                 assert_eq!(res.status, StatusCode::OK, "round {round}: logout");
-                let acknowledged = Instant::now();
-                loop {
-                    let res = protected(b.addr, &s.access).await;
-                    if res.is_revoked() {
-                        break;
-                    }
-                    assert!(
-                        matches!(res.status, StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE),
-                        "{res:?}"
-                    );
-                    assert!(
-                        acknowledged.elapsed() < Duration::from_secs(1),
-                        "round {round}: B accepted a revoked token {:?} after the logout",
-                        acknowledged.elapsed()
-                    );
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+                let limit = Duration::from_secs(1);
+                until_status(b.addr, &s.access, StatusCode::UNAUTHORIZED, limit).await;
                 // Healed: the session that was not logged out works on both.
                 for app in [&a, &b] {
-                    let mut ok = false;
-                    for _ in 0..100 {
-                        if protected(app.addr, &keep.access).await.status == StatusCode::OK {
-                            ok = true;
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    assert!(ok, "round {round}: valid session back");
+                    until_status(app.addr, &keep.access, StatusCode::OK, limit * 2).await;
                 }
             }
         })
@@ -1427,22 +1416,6 @@ mod cluster {
         Session {
             access: pair.access_token,
             refresh: pair.refresh_token,
-        }
-    }
-
-    /// Polls until `addr` answers `status` for `token`, within `limit`.
-    async fn until_status(addr: SocketAddr, token: &str, status: StatusCode, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            let res = protected(addr, token).await;
-            if res.status == status {
-                return;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "no {status} within {limit:?}: {res:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
