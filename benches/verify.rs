@@ -222,11 +222,65 @@ fn asymmetric(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, asymmetric);
+/// The layer with the `metrics` feature: without a recorder (the facade's no-op), and
+/// with a Prometheus recorder installed for the benchmark's thread; an accepted and a
+/// rejected request each, and one counter alone.
+#[cfg(feature = "metrics")]
+fn recorder(c: &mut Criterion) {
+    let plain = auth(ImplicitRefresh::disabled());
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", typical_token(&plain))).unwrap();
+    let mut svc = plain.layer().layer(service_fn(hello));
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let mut g = c.benchmark_group("metrics");
+    g.measurement_time(Duration::from_secs(3));
+    for (name, installed) in [("no_recorder", false), ("prometheus", true)] {
+        let mut run = || {
+            for (case, header) in [("accepted", Some(&bearer)), ("rejected", None)] {
+                g.bench_function(format!("{case}_{name}"), |b| {
+                    b.iter(|| {
+                        let mut req = Request::new(());
+                        if let Some(h) = header {
+                            req.headers_mut()
+                                .insert(http::header::AUTHORIZATION, h.clone());
+                        }
+                        let s = &mut svc;
+                        ready(ready(s.ready()).unwrap().call(req)).unwrap()
+                    })
+                });
+            }
+        };
+        if installed {
+            metrics::with_local_recorder(&prometheus, run);
+        } else {
+            run();
+        }
+    }
+    // One counter with static labels alone: the floor of what a recorder adds.
+    let one = || metrics::counter!("bench_total", "outcome" => "accepted").increment(1);
+    g.bench_function("one_counter_no_recorder", |b| b.iter(one));
+    metrics::with_local_recorder(&prometheus, || {
+        g.bench_function("one_counter_prometheus", |b| b.iter(one));
+    });
+    g.finish();
+    // The recorder saw the requests (not a no-op by mistake).
+    assert!(
+        prometheus
+            .handle()
+            .render()
+            .contains("tower_jwt_auth_requests_total")
+    );
+}
+
+#[cfg(not(feature = "metrics"))]
+fn recorder(_: &mut Criterion) {}
+
+criterion_group!(benches, bench, asymmetric, recorder);
 
 /// Mean time of a benchmark, from criterion's own estimates of this run.
 fn mean_ns(id: &str) -> Option<f64> {
-    let path = Path::new("target/criterion")
+    let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
+    let path = Path::new(&target)
+        .join("criterion")
         .join(id)
         .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
@@ -282,6 +336,21 @@ fn report() {
             "eddsa cached / first sight",
             "asymmetric/eddsa_cached",
             "asymmetric/eddsa_first_sight",
+        ),
+        (
+            "accepted, Prometheus recorder / no recorder",
+            "metrics/accepted_prometheus",
+            "metrics/accepted_no_recorder",
+        ),
+        (
+            "rejected, Prometheus recorder / no recorder",
+            "metrics/rejected_prometheus",
+            "metrics/rejected_no_recorder",
+        ),
+        (
+            "one counter, Prometheus recorder / none",
+            "metrics/one_counter_prometheus",
+            "metrics/one_counter_no_recorder",
         ),
     ];
     println!("\nratios (means of this run):");

@@ -1,8 +1,9 @@
 //! The seed's app on axum: login, refresh, a protected route; plus a browser session
-//! with cookies, CSRF and implicit refresh, and logout with revocation.
+//! with cookies, CSRF and implicit refresh, logout with revocation, and the operator's
+//! endpoints: `GET /healthz` (readiness) and `GET /metrics` (Prometheus).
 //!
 //! ```sh
-//! cargo run --example quickstart
+//! cargo run --example quickstart --features axum,metrics
 //! ```
 //!
 //! Settings (AuthX's names): `JWT_SECRET_KEY` (generated when unset),
@@ -19,11 +20,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
 use tower_jwt_auth::{
-    AuthError, BearerResponder, JwtAuth, JwtAuthBuilder, Location, PresentedToken, Protocol,
-    Responder, TokenPayload, TokenType,
+    AuthError, JwtAuth, JwtAuthBuilder, Location, PresentedToken, TokenPayload, TokenType,
 };
 
 #[derive(Deserialize)]
@@ -40,10 +41,6 @@ struct Logout {
 fn check_credentials(login: &Login) -> bool {
     // The seed's demo user. A real app checks a password hash here.
     login.username == "test" && login.password == "test"
-}
-
-fn rejection(error: AuthError) -> Response {
-    BearerResponder::default().respond(&error, Protocol::Http)
 }
 
 fn bad_credentials() -> Response {
@@ -68,6 +65,8 @@ pub fn app(auth: JwtAuth) -> Router {
         .route("/", get(index))
         .route("/login", post(login))
         .route("/session", post(start_session))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(scrape))
         .merge(protected)
         .merge(refresh)
         .with_state(auth)
@@ -95,11 +94,8 @@ async fn refresh(
     State(auth): State<JwtAuth>,
     Extension(claims): Extension<TokenPayload>,
     Extension(presented): Extension<PresentedToken>,
-) -> Response {
-    let refreshed = match auth.refresh(&claims).await {
-        Ok(r) => r,
-        Err(e) => return rejection(e),
-    };
+) -> Result<Response, AuthError> {
+    let refreshed = auth.refresh(&claims).await?;
     let mut headers = HeaderMap::new();
     if presented.location() == Location::Cookie {
         auth.set_refreshed_cookies(&mut headers, &refreshed);
@@ -108,7 +104,7 @@ async fn refresh(
     if let Some(token) = &refreshed.refresh_token {
         body["refresh_token"] = json!(token);
     }
-    (headers, Json(body)).into_response()
+    Ok((headers, Json(body)).into_response())
 }
 
 async fn protected() -> Json<&'static str> {
@@ -141,48 +137,81 @@ async fn session_info(Extension(claims): Extension<TokenPayload>) -> Json<serde_
 async fn end_session(
     State(auth): State<JwtAuth>,
     Extension(claims): Extension<TokenPayload>,
-) -> Response {
+) -> Result<Response, AuthError> {
     // Revoking the access token also revokes its family, so the refresh cookie dies too.
-    if let Err(e) = auth.revoke(&claims).await {
-        return rejection(e);
-    }
+    auth.revoke(&claims).await?;
     let mut headers = HeaderMap::new();
     auth.unset_cookies(&mut headers);
-    (headers, StatusCode::NO_CONTENT).into_response()
+    Ok((headers, StatusCode::NO_CONTENT).into_response())
 }
 
 async fn logout(
     State(auth): State<JwtAuth>,
     Extension(claims): Extension<TokenPayload>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, AuthError> {
     let logout: Logout = if body.is_empty() {
         Logout::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(l) => l,
-            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+            Err(_) => return Ok(StatusCode::BAD_REQUEST.into_response()),
         }
     };
     if let Some(token) = logout.refresh_token {
-        match auth.verify(&token, TokenType::Refresh) {
-            Ok(refresh) if refresh.sub == claims.sub => {
-                if let Err(e) = auth.revoke(&refresh).await {
-                    return rejection(e);
-                }
-            }
-            Ok(_) => {
-                return rejection(AuthError::InvalidToken(
-                    tower_jwt_auth::TokenError::InvalidClaims,
-                ));
-            }
-            Err(e) => return rejection(e),
+        let refresh = auth.verify(&token, TokenType::Refresh)?;
+        if refresh.sub != claims.sub {
+            return Err(tower_jwt_auth::TokenError::InvalidClaims.into());
         }
+        auth.revoke(&refresh).await?;
     }
-    if let Err(e) = auth.revoke(&claims).await {
-        return rejection(e);
-    }
-    Json(json!({"message": "Logged out"})).into_response()
+    auth.revoke(&claims).await?;
+    Ok(Json(json!({"message": "Logged out"})).into_response())
+}
+
+/// Readiness: 200 when the revocation store answers, 503 otherwise, with the details.
+async fn healthz(State(auth): State<JwtAuth>) -> Response {
+    let health = auth.health().await;
+    let status = if health.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health)).into_response()
+}
+
+/// The Prometheus text format. Expose it to the scraper only (an internal port or a
+/// network policy): it is not authenticated here.
+async fn scrape() -> impl IntoResponse {
+    let content_type = [("content-type", "text/plain; version=0.0.4; charset=utf-8")];
+    (content_type, prometheus().render())
+}
+
+/// The process's Prometheus recorder, installed on first use: a recorder is
+/// process-wide, while `app` may be built many times (tests).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        // Store latency as a histogram, so quantiles can be aggregated across instances.
+        let buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        ];
+        let builder = PrometheusBuilder::new().set_buckets_for_metric(
+            Matcher::Full(tower_jwt_auth::metrics::STORE_DURATION.to_owned()),
+            &buckets,
+        );
+        let recorder = match builder {
+            Ok(b) => b.build_recorder(),
+            Err(_) => PrometheusBuilder::new().build_recorder(),
+        };
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_ok() {
+            tower_jwt_auth::metrics::describe();
+        } else {
+            eprintln!("a metrics recorder was already installed: /metrics stays empty");
+        }
+        handle
+    })
 }
 
 /// Builds the `JwtAuth` from the environment, generating a secret when none is set.
@@ -251,6 +280,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(p) => p.parse().map_err(|_| "PORT must be a port number")?,
         Err(_) => 8000,
     };
+    // Histograms are drained on scrape; upkeep bounds their memory between scrapes.
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            prometheus().run_upkeep();
+        }
+    });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app(auth)).await?;

@@ -19,6 +19,7 @@ use crate::extract::Location;
 use crate::issue::{Refreshed, TokenBuilder, TokenPair};
 use crate::keys::{HmacKey, VerifyingKey};
 use crate::layer::AuthLayer;
+use crate::metrics::{self, Revoked, StoreOp};
 use crate::revocation::{
     Revocation, RevocationStore, Rotation, RotationOutcome, StoreError, TokenStatus, family_of,
 };
@@ -206,7 +207,12 @@ impl JwtAuth {
     pub(crate) async fn check_revocation(&self, payload: &TokenPayload) -> Result<(), AuthError> {
         match &self.inner.store {
             None => Ok(()),
-            Some(store) => verdict(store.check(payload, self.now()).await),
+            Some(store) => verdict(
+                store
+                    .check(payload, self.now())
+                    .observed(StoreOp::Check)
+                    .await,
+            ),
         }
     }
 
@@ -269,8 +275,14 @@ impl JwtAuth {
                 family_until,
                 now: self.now(),
             })
+            .observed(StoreOp::Revoke)
             .await
-            .map_err(|_| AuthError::StoreUnavailable)
+            .map_err(|_| AuthError::StoreUnavailable)?;
+        metrics::revoked(Revoked::Token);
+        if token.family.is_some() {
+            metrics::revoked(Revoked::Family);
+        }
+        Ok(())
     }
 
     /// Revokes every token `sub` holds now ("log out everywhere").
@@ -284,8 +296,11 @@ impl JwtAuth {
         );
         store
             .revoke_subject(sub, now, until, now)
+            .observed(StoreOp::RevokeSubject)
             .await
-            .map_err(|_| AuthError::StoreUnavailable)
+            .map_err(|_| AuthError::StoreUnavailable)?;
+        metrics::revoked(Revoked::Subject);
+        Ok(())
     }
 
     /// Explicit refresh: from the verified claims of a refresh token, a new access
@@ -293,6 +308,12 @@ impl JwtAuth {
     /// Presenting an already rotated refresh token revokes its family (RFC 9700
     /// §4.14.2) and fails with `Reused`.
     pub async fn refresh(&self, refresh: &TokenPayload) -> Result<Refreshed, AuthError> {
+        let result = self.rotate(refresh).await;
+        metrics::explicit_refresh(&result);
+        result
+    }
+
+    async fn rotate(&self, refresh: &TokenPayload) -> Result<Refreshed, AuthError> {
         if refresh.token_type != TokenType::Refresh {
             return Err(TokenError::WrongType.into());
         }
@@ -313,6 +334,7 @@ impl JwtAuth {
                 grace: self.inner.grace,
                 until: self.verifiable_until(next.exp),
             })
+            .observed(StoreOp::Rotate)
             .await
             .map_err(|_| AuthError::StoreUnavailable)?;
         match outcome {

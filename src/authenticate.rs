@@ -64,6 +64,9 @@ pub(crate) struct Authenticated {
     pub(crate) presented: PresentedToken,
     /// `Set-Cookie` values to append to a successful response.
     pub(crate) set_cookie: Option<HeaderValue>,
+    /// Whether the access token was minted from the refresh cookie (else re-issued in
+    /// the window, when `set_cookie` is set).
+    pub(crate) minted: bool,
 }
 
 impl JwtAuth {
@@ -269,6 +272,7 @@ impl JwtAuth {
                 payload,
                 presented,
                 set_cookie: None,
+                minted: false,
             }),
             Plan::Reissue => {
                 // Re-issuing is best effort: the request is valid either way.
@@ -280,6 +284,7 @@ impl JwtAuth {
                     payload,
                     presented,
                     set_cookie,
+                    minted: false,
                 })
             }
             Plan::FromRefresh => {
@@ -293,6 +298,7 @@ impl JwtAuth {
                     payload: claims,
                     presented,
                     set_cookie,
+                    minted: true,
                 })
             }
         }

@@ -1,4 +1,4 @@
-//! axum extractors for the verified claims (feature `axum`).
+//! axum extractors for the verified claims, and `AuthError` as a response (feature `axum`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -9,6 +9,8 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::claims::TokenPayload;
+use crate::error::AuthError;
+use crate::responder::{BearerResponder, Protocol, Responder};
 
 /// The verified claims of the request, as put there by [`AuthLayer`](crate::AuthLayer).
 ///
@@ -87,5 +89,35 @@ where
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<C>().cloned().map(Claims))
+    }
+}
+
+/// The layer's answer to the same error: its status and RFC 6750 `WWW-Authenticate`
+/// challenge (from [`BearerResponder`]), an empty body, and the error in the response
+/// extensions. So handlers calling [`JwtAuth::refresh`](crate::JwtAuth::refresh),
+/// [`revoke`](crate::JwtAuth::revoke) or [`verify`](crate::JwtAuth::verify) can use `?`.
+///
+/// The challenge carries no `realm` (the error does not know the configuration).
+///
+/// ```
+/// use axum::extract::State;
+/// use axum::http::StatusCode;
+/// use tower_jwt_auth::{AuthError, Claims, JwtAuth};
+///
+/// async fn logout(
+///     State(auth): State<JwtAuth>,
+///     Claims(claims): Claims,
+/// ) -> Result<StatusCode, AuthError> {
+///     auth.revoke(&claims).await?;
+///     Ok(StatusCode::NO_CONTENT)
+/// }
+/// # let _ = axum::routing::post(logout).with_state::<()>(JwtAuth::builder().hs256([7u8; 32]).build()?);
+/// # Ok::<(), tower_jwt_auth::ConfigError>(())
+/// ```
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let mut res: Response = BearerResponder::default().respond(&self, Protocol::Http);
+        res.extensions_mut().insert(self);
+        res
     }
 }

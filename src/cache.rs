@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::claims::TokenPayload;
+use crate::metrics;
 
 pub(crate) struct VerifiedCache {
     entries: RwLock<HashMap<Box<[u8]>, TokenPayload>>,
@@ -26,7 +27,9 @@ impl VerifiedCache {
 
     pub(crate) fn get(&self, token: &[u8], now: u64) -> Option<TokenPayload> {
         let entries = self.entries.read().ok()?;
-        entries.get(token).filter(|p| p.exp >= now).cloned()
+        let hit = entries.get(token).filter(|p| p.exp >= now).cloned();
+        metrics::verified_cache(hit.is_some());
+        hit
     }
 
     pub(crate) fn insert(&self, token: &[u8], payload: &TokenPayload, now: u64) {

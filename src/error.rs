@@ -101,6 +101,28 @@ impl TokenError {
     }
 }
 
+impl TokenError {
+    /// A stable `snake_case` name (see [`AuthError::reason`]).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TooLong => "too_long",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::InvalidSignature => "invalid_signature",
+            Self::UnsupportedHeader => "unsupported_header",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::InvalidClaims => "invalid_claims",
+            Self::WrongType => "wrong_type",
+            Self::InvalidIssuer => "invalid_issuer",
+            Self::InvalidAudience => "invalid_audience",
+            Self::Revoked => "revoked",
+            Self::Reused => "reused",
+        }
+    }
+}
+
 impl AuthError {
     /// The HTTP status of the rejection.
     pub fn status(&self) -> StatusCode {
@@ -140,6 +162,35 @@ impl AuthError {
             Self::NotFresh => "A fresh access token is required",
             Self::CsrfFailed => "CSRF token missing or invalid",
             Self::StoreUnavailable => "The revocation store is unavailable",
+        }
+    }
+
+    /// A stable `snake_case` name for the rejection (the `reason` label of the
+    /// [`requests` metric](crate#operations), and a field for logs): the variant, with the
+    /// inner reason for [`InvalidRequest`](Self::InvalidRequest) and
+    /// [`InvalidToken`](Self::InvalidToken).
+    ///
+    /// ```
+    /// use tower_jwt_auth::{AuthError, TokenError};
+    ///
+    /// assert_eq!(AuthError::from(TokenError::Expired).reason(), "expired");
+    /// assert_eq!(AuthError::CsrfFailed.reason(), "csrf_failed");
+    /// ```
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing_credentials",
+            Self::InvalidRequest(r) => match r {
+                InvalidRequest::RepeatedAuthorization => "repeated_authorization",
+                InvalidRequest::MalformedAuthorization => "malformed_authorization",
+                InvalidRequest::MultipleCredentials => "multiple_credentials",
+                InvalidRequest::RepeatedCookie => "repeated_cookie",
+                InvalidRequest::TooManyCookies => "too_many_cookies",
+            },
+            Self::InvalidToken(t) => t.reason(),
+            Self::InsufficientScope => "insufficient_scope",
+            Self::NotFresh => "not_fresh",
+            Self::CsrfFailed => "csrf_failed",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 

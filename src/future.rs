@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 
 use crate::auth::JwtAuth;
 use crate::claims::TokenPayload;
+use crate::metrics::{self, Implicit, StoreOp};
 use crate::revocation::{StoreError, StoreFuture, TokenStatus};
 
 /// The span of an authenticated request (a zero-sized stand-in without `tracing`).
@@ -36,6 +37,8 @@ pub(crate) struct Refresh {
     /// The claims the request was authenticated with, checked again after the handler.
     pub(crate) claims: Box<TokenPayload>,
     pub(crate) auth: JwtAuth,
+    /// What the cookie was minted from (for the metrics).
+    pub(crate) source: Implicit,
 }
 
 pub(crate) enum Resumed<F, B> {
@@ -73,7 +76,7 @@ pin_project! {
         Rechecking {
             check: StoreFuture<TokenStatus>,
             response: Option<Response<B>>,
-            cookie: Option<HeaderValue>,
+            cookie: Option<(HeaderValue, Implicit)>,
         },
     }
 }
@@ -105,6 +108,12 @@ impl<F, B> ResponseFuture<F, B> {
             },
         }
     }
+}
+
+/// Sets the re-issued access cookie on the response, and counts it.
+fn append<B>(res: &mut Response<B>, cookie: HeaderValue, source: Implicit) {
+    res.headers_mut().append(SET_COOKIE, cookie);
+    metrics::implicit_refresh(source);
 }
 
 impl<F, B> fmt::Debug for ResponseFuture<F, B> {
@@ -151,21 +160,23 @@ where
                     // The handler may have revoked the session: a re-issued cookie
                     // must not outlive that.
                     let Some(store) = &refresh.auth.inner.store else {
-                        res.headers_mut().append(SET_COOKIE, refresh.cookie);
+                        append(&mut res, refresh.cookie, refresh.source);
                         return Poll::Ready(Ok(res));
                     };
-                    let check = store.check(&refresh.claims, refresh.auth.now());
+                    let check = store
+                        .check(&refresh.claims, refresh.auth.now())
+                        .observed(StoreOp::Check);
                     match check.try_ready() {
                         Ok(status) => {
                             if matches!(status, Ok(TokenStatus::Active)) {
-                                res.headers_mut().append(SET_COOKIE, refresh.cookie);
+                                append(&mut res, refresh.cookie, refresh.source);
                             }
                             return Poll::Ready(Ok(res));
                         }
                         Err(pending) => this.state.set(State::Rechecking {
                             check: pending,
                             response: Some(res),
-                            cookie: Some(refresh.cookie),
+                            cookie: Some((refresh.cookie, refresh.source)),
                         }),
                     }
                 }
@@ -178,8 +189,10 @@ where
                     let Some(mut res) = response.take() else {
                         return Poll::Pending;
                     };
-                    if let (Ok(TokenStatus::Active), Some(cookie)) = (status, cookie.take()) {
-                        res.headers_mut().append(SET_COOKIE, cookie);
+                    if let (Ok(TokenStatus::Active), Some((cookie, source))) =
+                        (status, cookie.take())
+                    {
+                        append(&mut res, cookie, source);
                     }
                     return Poll::Ready(Ok(res));
                 }

@@ -17,9 +17,15 @@ mod env;
 mod error;
 mod extract;
 mod future;
+mod health;
 mod issue;
 mod keys;
 mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod responder;
 pub mod revocation;
 mod service;
@@ -34,10 +40,11 @@ pub use cookies::{CookieNames, CookieSameSite};
 pub use error::{AuthError, ConfigError, InvalidRequest, IssueError, TokenError};
 pub use extract::{Location, PresentedToken};
 pub use future::ResponseFuture;
+pub use health::{ComponentHealth, Health};
 pub use issue::{Refreshed, TokenBuilder, TokenPair};
 pub use jsonwebtoken::Algorithm;
 pub use keys::Key;
 pub use layer::AuthLayer;
 pub use responder::{BearerResponder, JsonResponder, Protocol, Responder};
-pub use revocation::{MemoryStore, RevocationStore};
+pub use revocation::{MemoryStore, RevocationStore, StoreHealth};
 pub use service::AuthService;

@@ -14,6 +14,7 @@ use crate::authenticate::{Accepted, Authenticated};
 use crate::error::{AuthError, TokenError};
 use crate::future::{Refresh, ResponseFuture, Resumed, Span};
 use crate::layer::AuthLayer;
+use crate::metrics::{self, Implicit, StoreOp};
 use crate::responder::{Protocol, Responder};
 use crate::revocation::{StoreError, TokenStatus};
 use crate::verify;
@@ -56,6 +57,7 @@ fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protoco
     // The reason only: a rejected token's claims are not trusted, and tokens are never logged.
     #[cfg(feature = "tracing")]
     tracing::info!(reason = %error, status = error.status().as_u16(), "request rejected");
+    metrics::rejected(&error);
     let mut res = responder.respond(&error, protocol);
     res.extensions_mut().insert(error);
     res
@@ -75,6 +77,7 @@ where
         payload,
         presented,
         set_cookie,
+        minted,
     } = auth;
     // A re-issued cookie is checked against the store again once the handler has
     // answered (it may have revoked the session): keep the claims for that. Rare: at
@@ -83,6 +86,11 @@ where
         cookie,
         claims: Box::new(payload.clone()),
         auth: jwt.clone(),
+        source: if minted {
+            Implicit::RefreshCookie
+        } else {
+            Implicit::Window
+        },
     });
     #[cfg(feature = "tracing")]
     let span = tracing::info_span!(
@@ -111,6 +119,7 @@ where
             }
         }
     }
+    metrics::accepted(presented.location());
     ext.insert(presented);
     Ok((refresh, span))
 }
@@ -147,7 +156,10 @@ where
             protocol.is_grpc(),
         ) {
             Ok(Some(accepted)) => accepted,
-            Ok(None) => return ResponseFuture::inner(self.inner.call(req), None, Span::none()),
+            Ok(None) => {
+                metrics::anonymous();
+                return ResponseFuture::inner(self.inner.call(req), None, Span::none());
+            }
             Err(e) => return ResponseFuture::rejected(reject(&self.layer.responder, e, protocol)),
         };
         let Some(store) = &auth.inner.store else {
@@ -160,7 +172,11 @@ where
                 protocol,
             );
         };
-        match store.check(&accepted.payload, accepted.now).try_ready() {
+        match store
+            .check(&accepted.payload, accepted.now)
+            .observed(StoreOp::Check)
+            .try_ready()
+        {
             Ok(answer) => proceed::<S, C, R, ReqB, ResB>(
                 &mut self.inner,
                 &self.layer,

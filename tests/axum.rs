@@ -110,3 +110,80 @@ async fn authenticate_without_the_layer() {
         Err(AuthError::MissingCredentials)
     );
 }
+
+/// A handler returning `AuthError` with `?` answers exactly as the layer does for the
+/// same error: status, `WWW-Authenticate`, empty body, the error in the extensions.
+#[tokio::test]
+async fn auth_error_answers_like_the_layer() {
+    use tower_jwt_auth::{InvalidRequest, TokenError};
+
+    async fn answer(app: Router, headers: &[(&str, &str)]) -> http::Response<Body> {
+        let mut req = Request::builder().uri("/");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+    }
+    async fn parts(
+        res: http::Response<Body>,
+    ) -> (StatusCode, Option<String>, Option<AuthError>, usize) {
+        let www = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let error = res.extensions().get::<AuthError>().cloned();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, www, error, body.len())
+    }
+
+    let auth = auth();
+    let expired = JwtAuth::builder()
+        .hs256([9u8; 32])
+        .clock(tower_jwt_auth::ManualClock::new(1))
+        .build()
+        .unwrap()
+        .access_token("x")
+        .issue()
+        .unwrap();
+    let cases: [(AuthError, Vec<(&str, String)>); 4] = [
+        (AuthError::MissingCredentials, vec![]),
+        (
+            TokenError::Expired.into(),
+            vec![("authorization", format!("Bearer {expired}"))],
+        ),
+        (
+            InvalidRequest::MalformedAuthorization.into(),
+            vec![("authorization", "Bearer a b".into())],
+        ),
+        (
+            AuthError::InsufficientScope,
+            vec![(
+                "authorization",
+                format!("Bearer {}", auth.access_token("x").issue().unwrap()),
+            )],
+        ),
+    ];
+    for (error, headers) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let layered = Router::new()
+            .route("/", get(|| async { "unreachable" }))
+            .route_layer(auth.layer().scopes(["admin"]));
+        let from_layer = parts(answer(layered, &headers).await).await;
+        let e = error.clone();
+        let handler = Router::new().route(
+            "/",
+            get(move || {
+                let e = e.clone();
+                async move {
+                    let result: Result<(), AuthError> = Err(e);
+                    result?;
+                    Ok::<_, AuthError>("unreachable")
+                }
+            }),
+        );
+        let from_handler = parts(answer(handler, &[]).await).await;
+        assert_eq!(from_layer.2.as_ref(), Some(&error), "the layer's reason");
+        assert_eq!(from_handler, from_layer, "{error:?}");
+    }
+}

@@ -9,8 +9,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::claims::TokenPayload;
+use crate::metrics::StoreOp;
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -24,7 +26,12 @@ pub use redis::RedisStore;
 ///
 /// A ready answer costs no allocation; only a store that does I/O boxes its future.
 #[must_use = "futures do nothing unless polled"]
-pub struct StoreFuture<T>(Inner<T>);
+pub struct StoreFuture<T> {
+    inner: Inner<T>,
+    /// The operation and its start, for a pending answer being timed (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    timed: Option<(StoreOp, std::time::Instant)>,
+}
 
 enum Inner<T> {
     Ready(Option<Result<T, StoreError>>),
@@ -32,22 +39,47 @@ enum Inner<T> {
 }
 
 impl<T> StoreFuture<T> {
+    fn new(inner: Inner<T>) -> Self {
+        Self {
+            inner,
+            #[cfg(feature = "metrics")]
+            timed: None,
+        }
+    }
+
     /// An answer that is already known.
     pub fn ready(result: Result<T, StoreError>) -> Self {
-        Self(Inner::Ready(Some(result)))
+        Self::new(Inner::Ready(Some(result)))
     }
 
     /// An answer that needs I/O.
     pub fn boxed(future: impl Future<Output = Result<T, StoreError>> + Send + 'static) -> Self {
-        Self(Inner::Pending(Box::pin(future)))
+        Self::new(Inner::Pending(Box::pin(future)))
     }
 
     /// The answer, if it is already known.
     pub(crate) fn try_ready(self) -> Result<Result<T, StoreError>, Self> {
-        match self.0 {
+        match self.inner {
             Inner::Ready(Some(r)) => Ok(r),
-            other => Err(Self(other)),
+            inner => Err(Self {
+                inner,
+                #[cfg(feature = "metrics")]
+                timed: self.timed,
+            }),
         }
+    }
+
+    /// Records this call in the metrics: errors always, latency when it does I/O.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
+    pub(crate) fn observed(mut self, op: StoreOp) -> Self {
+        #[cfg(feature = "metrics")]
+        match &self.inner {
+            Inner::Ready(Some(Err(_))) => crate::metrics::store_error(op),
+            Inner::Ready(_) => {}
+            Inner::Pending(_) => self.timed = Some((op, std::time::Instant::now())),
+        }
+        self
     }
 }
 
@@ -58,23 +90,66 @@ impl<T> Future for StoreFuture<T> {
     type Output = Result<T, StoreError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().0 {
+        let this = self.get_mut();
+        match &mut this.inner {
             Inner::Ready(r) => {
                 Poll::Ready(r.take().unwrap_or_else(|| {
                     Err(StoreError::new("store future polled after completion"))
                 }))
             }
-            Inner::Pending(f) => f.as_mut().poll(cx),
+            Inner::Pending(f) => {
+                let result = std::task::ready!(f.as_mut().poll(cx));
+                #[cfg(feature = "metrics")]
+                if let Some((op, start)) = this.timed.take() {
+                    crate::metrics::store_duration(op, start.elapsed());
+                    if result.is_err() {
+                        crate::metrics::store_error(op);
+                    }
+                }
+                Poll::Ready(result)
+            }
         }
     }
 }
 
 impl<T> fmt::Debug for StoreFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
+        f.write_str(match self.inner {
             Inner::Ready(_) => "StoreFuture::Ready",
             Inner::Pending(_) => "StoreFuture::Pending",
         })
+    }
+}
+
+/// A store that can serve, as reported by [`RevocationStore::health`]; a store that
+/// cannot answers a [`StoreError`] instead.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_auth::StoreHealth;
+///
+/// // A store answering from a local copy, five seconds behind.
+/// let health = StoreHealth::ready().lag(Duration::from_secs(5));
+/// assert_eq!(health.lag, Some(Duration::from_secs(5)));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreHealth {
+    /// How far behind the authoritative revocations the answers may be, for a store
+    /// that answers from a copy (a mirror); `None` when it answers from the source.
+    pub lag: Option<Duration>,
+}
+
+impl StoreHealth {
+    /// Ready, answering from the source.
+    pub fn ready() -> Self {
+        Self::default()
+    }
+
+    /// Ready, with answers up to `lag` behind.
+    pub fn lag(mut self, lag: Duration) -> Self {
+        self.lag = Some(lag);
+        self
     }
 }
 
@@ -195,4 +270,13 @@ pub trait RevocationStore: Send + Sync + 'static {
 
     /// Records a refresh-token rotation, detecting reuse (RFC 9700 §4.14.2).
     fn rotate(&self, rotation: Rotation<'_>) -> StoreFuture<RotationOutcome>;
+
+    /// Whether the store can serve now, for a readiness probe
+    /// ([`JwtAuth::health`](crate::JwtAuth::health)): a [`StoreHealth`] (with the
+    /// lag of a store that answers from a copy), or the error a request would meet.
+    /// Bound it by the store's own timeout. The default answers ready at once, for
+    /// stores without I/O.
+    fn health(&self) -> StoreFuture<StoreHealth> {
+        StoreFuture::ready(Ok(StoreHealth::ready()))
+    }
 }

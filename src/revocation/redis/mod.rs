@@ -33,8 +33,8 @@ use self::keys::{Keys, Kind};
 use self::mirror::{Entry, Mirror};
 use self::scripts::Scripts;
 use super::{
-    Revocation, RevocationStore, Rotation, RotationOutcome, StoreError, StoreFuture, TokenStatus,
-    family_of,
+    Revocation, RevocationStore, Rotation, RotationOutcome, StoreError, StoreFuture, StoreHealth,
+    TokenStatus, family_of,
 };
 use crate::claims::{TokenPayload, TokenType};
 
@@ -547,6 +547,29 @@ impl RevocationStore for RedisStore {
                     Ok(RotationOutcome::Reused)
                 }
                 _ => Ok(RotationOutcome::Revoked),
+            }
+        })
+    }
+
+    /// Ready when Redis answers a `PING` within the store's timeout and, with a
+    /// mirror, when the mirror is within the staleness bound (its lag is reported).
+    fn health(&self) -> StoreFuture<StoreHealth> {
+        let shared = Arc::clone(&self.shared);
+        self.run(self.shared.settings.timeout, async move {
+            let mut conn = shared.reads.clone();
+            let _: String = conn
+                .query(&redis::cmd("PING"))
+                .await
+                .map_err(|e| store_error(&e))?;
+            let Some(mirror) = &shared.mirror else {
+                return Ok(StoreHealth::ready());
+            };
+            match mirror.lag() {
+                Some(lag) if lag <= shared.settings.max_staleness => {
+                    Ok(StoreHealth::ready().lag(lag))
+                }
+                // Access-token checks fail closed until it has caught up.
+                _ => Err(StoreError::new("revocation mirror is stale")),
             }
         })
     }
