@@ -250,5 +250,20 @@ fn main() {
     for (name, ops) in cases {
         write(&dir, name, &ops.concat());
     }
+    // Reproducers of open findings, kept out of the seeds (CI would fail on them until
+    // they are fixed; then they move to `seeds/`).
+    let dir = root.join("../regressions/session");
+    let _ = fs::remove_dir_all(&dir);
+    let ops: Vec<Vec<u8>> = vec![
+        vec![0],
+        advance(11),       // refresh_ttl - 30 s: the access cookie expired, the refresh one not
+        browser(0, 0, 0),  // implicit refresh mints access token M from R0
+        browser(8, 3, 2),  // the refresh route revokes R0 (and its family)
+        advance(3),        // past R0's exp + leeway; M still valid
+        vec![0, 0],        // a new login, then its explicit refresh: a write that purges
+        browser(5, 3, 2),
+        replay(0, 0, 0, 2), // M as a bearer token: must be refused (family revoked)
+    ];
+    write(&dir, "minted-outlives-family-revocation", &ops.concat());
     println!("seeds written to {}", root.display());
 }

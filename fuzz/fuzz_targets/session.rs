@@ -44,23 +44,27 @@ enum Route {
     Refresh,
     Logout,
     Revoke,
+    /// The refresh route, revoking the refresh token it got (an app's logout that
+    /// only has the refresh token).
+    RevokeRefresh,
 }
 
 impl Route {
     fn of(b: u8) -> Self {
-        match b % 8 {
+        match b % 9 {
             0 | 1 => Route::Protected(200),
             2 => Route::Protected(302),
             3 => Route::Protected(404),
             4 => Route::Fresh,
             5 => Route::Refresh,
             6 => Route::Logout,
-            _ => Route::Revoke,
+            7 => Route::Revoke,
+            _ => Route::RevokeRefresh,
         }
     }
 
     fn token_type(self) -> TokenType {
-        if self == Route::Refresh {
+        if matches!(self, Route::Refresh | Route::RevokeRefresh) {
             TokenType::Refresh
         } else {
             TokenType::Access
@@ -73,7 +77,7 @@ impl Route {
             Route::Fresh => Handler::Status(200),
             Route::Refresh => Handler::Refresh,
             Route::Logout => Handler::Logout,
-            Route::Revoke => Handler::RevokeOnly,
+            Route::Revoke | Route::RevokeRefresh => Handler::RevokeOnly,
         }
     }
 }
@@ -176,7 +180,7 @@ impl Session {
     fn layer(&self, route: Route) -> AuthLayer {
         match route {
             Route::Fresh => self.auth.layer().fresh(),
-            Route::Refresh => self.auth.layer().refresh(),
+            Route::Refresh | Route::RevokeRefresh => self.auth.layer().refresh(),
             _ => self.auth.layer(),
         }
     }
@@ -321,7 +325,7 @@ impl Session {
             if let Some(f) = &claims.family {
                 self.model.revoked_family.insert(f.clone());
             }
-            if route == Route::Revoke {
+            if matches!(route, Route::Revoke | Route::RevokeRefresh) {
                 assert!(cookies.is_empty(), "a cookie re-issued after a revocation");
             }
         }
@@ -470,7 +474,7 @@ fuzz_target!(|data: &[u8]| {
                     refresh_cookie: jar.refresh.clone(),
                     ..Sent::default()
                 };
-                if route == Route::Refresh {
+                if route.token_type() == TokenType::Refresh {
                     sent.access_cookie = None;
                 }
                 match u.int_in_range(0..=3u8).unwrap_or(0) {
