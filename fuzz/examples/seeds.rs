@@ -103,13 +103,26 @@ fn main() {
     let hs_header = header_json(&hs_pair.access_token);
     let ed_header = br#"{"alg":"EdDSA","kid":"ed-1"}"#;
     write(&dir, "signed-hs", &signed(4, 0, &hs_header, &hs_payload));
-    write(&dir, "signed-hs-attacker", &signed(4, 1, &hs_header, &hs_payload));
+    write(
+        &dir,
+        "signed-hs-attacker",
+        &signed(4, 1, &hs_header, &hs_payload),
+    );
     write(&dir, "signed-ed", &signed(5, 0, ed_header, &hs_payload));
-    write(&dir, "signed-confusion", &signed(5, 2, br#"{"alg":"HS256"}"#, &hs_payload));
+    write(
+        &dir,
+        "signed-confusion",
+        &signed(5, 2, br#"{"alg":"HS256"}"#, &hs_payload),
+    );
     write(
         &dir,
         "signed-hs-kid",
-        &signed(4, 0, br#"{"alg":"HS256","kid":"old","crit":["exp"]}"#, &hs_payload),
+        &signed(
+            4,
+            0,
+            br#"{"alg":"HS256","kid":"old","crit":["exp"]}"#,
+            &hs_payload,
+        ),
     );
 
     // claims: real payloads and edge cases.
@@ -118,9 +131,18 @@ fn main() {
         write(&dir, name, &payload_json(token));
     }
     for (name, json) in [
-        ("aud-list", r#"{"sub":"a","jti":"j","type":"access","iat":1,"exp":2.5,"aud":["x","y"],"nbf":0}"#),
-        ("nested", r#"{"sub":"a","jti":"j","type":"refresh","iat":1,"exp":2,"fam":"f","x":{"y":[1,2.5e3,null,true]}}"#),
-        ("escapes", r#"{"sub":"\u00e9\ud83d\ude00","jti":"j\"","type":"access","iat":1e3,"exp":1E3,"auth_time":0}"#),
+        (
+            "aud-list",
+            r#"{"sub":"a","jti":"j","type":"access","iat":1,"exp":2.5,"aud":["x","y"],"nbf":0}"#,
+        ),
+        (
+            "nested",
+            r#"{"sub":"a","jti":"j","type":"refresh","iat":1,"exp":2,"fam":"f","x":{"y":[1,2.5e3,null,true]}}"#,
+        ),
+        (
+            "escapes",
+            r#"{"sub":"\u00e9\ud83d\ude00","jti":"j\"","type":"access","iat":1e3,"exp":1E3,"auth_time":0}"#,
+        ),
     ] {
         write(&dir, name, json.as_bytes());
     }
@@ -210,12 +232,18 @@ fn main() {
     // session: [config, op, args…]*; see the target for the operations.
     let dir = root.join("session");
     let browser = |route: u8, method: u8, csrf: u8| vec![1, route, method, csrf];
-    let replay = |route: u8, method: u8, place: u8, pick: u8| vec![2, route, method, place, pick, 0, 0];
+    let replay =
+        |route: u8, method: u8, place: u8, pick: u8| vec![2, route, method, place, pick, 0, 0];
     let advance = |i: u8| vec![4, i];
     let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
         (
             "rotated-away-refresh-cookie",
-            vec![vec![0], browser(5, 3, 2), replay(0, 0, 2, 1), browser(0, 0, 0)],
+            vec![
+                vec![0],
+                browser(5, 3, 2),
+                replay(0, 0, 2, 1),
+                browser(0, 0, 0),
+            ],
         ),
         (
             "implicit-refresh-then-logout",
@@ -232,19 +260,44 @@ fn main() {
         ),
         (
             "revoke-subject",
-            vec![vec![0], vec![0, 1], vec![5, 1], replay(0, 0, 0, 2), advance(6), browser(0, 0, 0)],
+            vec![
+                vec![0],
+                vec![0, 1],
+                vec![5, 1],
+                replay(0, 0, 0, 2),
+                advance(6),
+                browser(0, 0, 0),
+            ],
         ),
         (
             "grace",
-            vec![vec![1], browser(5, 3, 2), replay(5, 3, 2, 1), advance(1), replay(5, 3, 2, 1)],
+            vec![
+                vec![1],
+                browser(5, 3, 2),
+                replay(5, 3, 2, 1),
+                advance(1),
+                replay(5, 3, 2, 1),
+            ],
         ),
         (
             "max-session",
-            vec![vec![2], advance(9), browser(0, 0, 0), advance(10), browser(0, 0, 0), vec![6, 1]],
+            vec![
+                vec![2],
+                advance(9),
+                browser(0, 0, 0),
+                advance(10),
+                browser(0, 0, 0),
+                vec![6, 1],
+            ],
         ),
         (
             "forged-and-bearer",
-            vec![vec![0], vec![3, 0, 0, 0, 0, 0, 1, 0, 0, 0], vec![7, 0], vec![6, 1]],
+            vec![
+                vec![0],
+                vec![3, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+                vec![7, 0],
+                vec![6, 1],
+            ],
         ),
     ];
     for (name, ops) in cases {
@@ -256,11 +309,11 @@ fn main() {
     let _ = fs::remove_dir_all(&dir);
     let ops: Vec<Vec<u8>> = vec![
         vec![0],
-        advance(11),       // refresh_ttl - 30 s: the access cookie expired, the refresh one not
-        browser(0, 0, 0),  // implicit refresh mints access token M from R0
-        browser(8, 3, 2),  // the refresh route revokes R0 (and its family)
-        advance(3),        // past R0's exp + leeway; M still valid
-        vec![0, 0],        // a new login, then its explicit refresh: a write that purges
+        advance(11), // refresh_ttl - 30 s: the access cookie expired, the refresh one not
+        browser(0, 0, 0), // implicit refresh mints access token M from R0
+        browser(8, 3, 2), // the refresh route revokes R0 (and its family)
+        advance(3),  // past R0's exp + leeway; M still valid
+        vec![0, 0],  // a new login, then its explicit refresh: a write that purges
         browser(5, 3, 2),
         replay(0, 0, 0, 2), // M as a bearer token: must be refused (family revoked)
     ];

@@ -46,10 +46,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(obj.get("sub").and_then(Value::as_str), Some(&*claims.sub));
     assert_eq!(obj.get("jti").and_then(Value::as_str), Some(&*claims.jti));
     assert!(!claims.jti.is_empty(), "empty jti accepted");
-    assert!(
-        claims.family.as_deref() != Some(""),
-        "empty fam accepted"
-    );
+    assert!(claims.family.as_deref() != Some(""), "empty fam accepted");
     let ty = match claims.token_type {
         TokenType::Access => "access",
         TokenType::Refresh => "refresh",
@@ -72,8 +69,14 @@ fuzz_target!(|data: &[u8]| {
         obj.get("csrf").and_then(Value::as_str),
         claims.csrf.as_deref()
     );
-    assert_eq!(obj.get("iss").and_then(Value::as_str), claims.iss.as_deref());
-    assert_eq!(obj.get("fam").and_then(Value::as_str), claims.family.as_deref());
+    assert_eq!(
+        obj.get("iss").and_then(Value::as_str),
+        claims.iss.as_deref()
+    );
+    assert_eq!(
+        obj.get("fam").and_then(Value::as_str),
+        claims.family.as_deref()
+    );
     let strings = |v: &Value| -> Option<Vec<String>> {
         match v {
             Value::String(s) => Some(vec![s.clone()]),

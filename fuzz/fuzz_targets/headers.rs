@@ -106,10 +106,22 @@ fn setup() -> &'static Setup {
             (expired.access_token.clone(), expired.csrf.clone(), false),
             (revoked.access_token.clone(), revoked.csrf.clone(), false),
             (subject.access_token.clone(), subject.csrf.clone(), false),
-            (forged_key.access_token.clone(), forged_key.csrf.clone(), false),
+            (
+                forged_key.access_token.clone(),
+                forged_key.csrf.clone(),
+                false,
+            ),
             (resigned, good.csrf.clone(), false),
-            (flip_char(&good.access_token, usize::MAX, 7), good.csrf.clone(), false),
-            (swap_payload(&revoked.access_token, &good.access_token), good.csrf.clone(), false),
+            (
+                flip_char(&good.access_token, usize::MAX, 7),
+                good.csrf.clone(),
+                false,
+            ),
+            (
+                swap_payload(&revoked.access_token, &good.access_token),
+                good.csrf.clone(),
+                false,
+            ),
         ];
         let configs = vec![
             Config {
@@ -220,7 +232,11 @@ fuzz_target!(|data: &[u8]| {
     *req.headers_mut() = headers.clone();
     let (parts, ()) = req.into_parts();
     let by_parts = block_on(config.auth.authenticate_parts(&parts));
-    assert_eq!(before, snapshot(&s.store), "authenticate wrote to the store");
+    assert_eq!(
+        before,
+        snapshot(&s.store),
+        "authenticate wrote to the store"
+    );
 
     for (result, query_counts) in [(by_headers, false), (by_parts, config.query)] {
         let claims = match result {
@@ -232,11 +248,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let Some((token, csrf, good)) = s.bank.iter().find(|(t, ..)| {
             peek_claims(t).is_some_and(|c| c.jti == claims.jti)
-                && (headers.iter().any(|(_, v)| {
-                    v.as_bytes()
-                        .windows(t.len())
-                        .any(|w| w == t.as_bytes())
-                }) || (query_counts && parts.uri.query().is_some_and(|q| q.contains(t.as_str()))))
+                && (headers
+                    .iter()
+                    .any(|(_, v)| v.as_bytes().windows(t.len()).any(|w| w == t.as_bytes()))
+                    || (query_counts && parts.uri.query().is_some_and(|q| q.contains(t.as_str()))))
         }) else {
             panic!("accepted claims of no token the request carries: {claims:?}");
         };
@@ -244,7 +259,11 @@ fuzz_target!(|data: &[u8]| {
         let bearer = authorization.iter().any(|v| {
             v.len() > 7 && v[..6].eq_ignore_ascii_case(b"bearer") && v.ends_with(token.as_bytes())
         });
-        let in_query = query_counts && parts.uri.query().is_some_and(|q| q.contains(token.as_str()));
+        let in_query = query_counts
+            && parts
+                .uri
+                .query()
+                .is_some_and(|q| q.contains(token.as_str()));
         if config.csrf && !is_safe(&method) && !bearer && !in_query {
             let sent: Vec<_> = headers.get_all(&config.csrf_header).iter().collect();
             assert!(

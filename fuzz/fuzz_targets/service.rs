@@ -66,18 +66,19 @@ fn world() -> World {
         .build()
         .expect("config");
     let mut bank = Vec::new();
-    let push_pair = |bank: &mut Vec<Tok>, pair: &TokenPair, access_sound: bool, refresh_sound: bool| {
-        bank.push(Tok {
-            token: pair.access_token.clone(),
-            claims: pair.access_claims.clone(),
-            sound: access_sound,
-        });
-        bank.push(Tok {
-            token: pair.refresh_token.clone(),
-            claims: pair.refresh_claims.clone(),
-            sound: refresh_sound,
-        });
-    };
+    let push_pair =
+        |bank: &mut Vec<Tok>, pair: &TokenPair, access_sound: bool, refresh_sound: bool| {
+            bank.push(Tok {
+                token: pair.access_token.clone(),
+                claims: pair.access_claims.clone(),
+                sound: access_sound,
+            });
+            bank.push(Tok {
+                token: pair.refresh_token.clone(),
+                claims: pair.refresh_claims.clone(),
+                sound: refresh_sound,
+            });
+        };
     // Expired access token (its refresh token is still good).
     clock.set(NOW - ACCESS_TTL - LEEWAY - 100);
     let expired = auth.token_pair("erin").expect("pair");
@@ -212,7 +213,11 @@ fuzz_target!(|data: &[u8]| {
     let names = w.auth.cookie_names().clone();
     let mut headers = HeaderMap::new();
     if let Some((t, _)) = &bearer {
-        add_header(&mut headers, "authorization", format!("Bearer {t}").as_bytes());
+        add_header(
+            &mut headers,
+            "authorization",
+            format!("Bearer {t}").as_bytes(),
+        );
     }
     let mut pairs = Vec::new();
     if let Some((t, _)) = &access_cookie {
@@ -296,8 +301,14 @@ fuzz_target!(|data: &[u8]| {
         (Some(claims), Some((location, presented))) => {
             match w.bank.iter().find(|t| t.token == *presented) {
                 Some(t) => {
-                    assert!(carried(presented), "the handler saw a token not sent as issued");
-                    assert!(good_for(t, route), "{route:?} accepted a bad token: {claims:?}");
+                    assert!(
+                        carried(presented),
+                        "the handler saw a token not sent as issued"
+                    );
+                    assert!(
+                        good_for(t, route),
+                        "{route:?} accepted a bad token: {claims:?}"
+                    );
                     assert_eq!(claims, &t.claims, "the handler got other claims");
                 }
                 None => {

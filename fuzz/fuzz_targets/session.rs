@@ -137,7 +137,10 @@ impl Model {
         if self.revoked_jti.contains(&c.jti) {
             return Some("revoked");
         }
-        if c.family.as_ref().is_some_and(|f| self.revoked_family.contains(f)) {
+        if c.family
+            .as_ref()
+            .is_some_and(|f| self.revoked_family.contains(f))
+        {
             return Some("family revoked");
         }
         if self.subject_before.get(&c.sub).is_some_and(|b| c.iat <= *b) {
@@ -146,7 +149,8 @@ impl Model {
         if c.token_type == TokenType::Refresh {
             let family = c.family.as_deref().unwrap_or(&c.jti);
             let newest = self.newest.get(family).is_none_or(|n| *n == c.jti);
-            let in_window = self.grace > 0 && self.window_end.get(family).is_some_and(|e| now <= *e);
+            let in_window =
+                self.grace > 0 && self.window_end.get(family).is_some_and(|e| now <= *e);
             if !newest && !in_window {
                 return Some("rotated away");
             }
@@ -204,7 +208,11 @@ impl Session {
         let names = self.auth.cookie_names().clone();
         let mut headers = HeaderMap::new();
         if let Some(t) = &sent.bearer {
-            add_header(&mut headers, "authorization", format!("Bearer {t}").as_bytes());
+            add_header(
+                &mut headers,
+                "authorization",
+                format!("Bearer {t}").as_bytes(),
+            );
         }
         let mut pairs = Vec::new();
         if let Some(t) = &sent.access_cookie {
@@ -244,7 +252,10 @@ impl Session {
 
         if !seen.ran {
             if grpc {
-                assert!(res.headers().contains_key("grpc-status"), "gRPC rejection {status}");
+                assert!(
+                    res.headers().contains_key("grpc-status"),
+                    "gRPC rejection {status}"
+                );
             } else {
                 assert!(is_client_error(status), "rejection answers {status}");
             }
@@ -255,12 +266,13 @@ impl Session {
                 let reused: Vec<TokenPayload> = [&sent.bearer, &sent.refresh_cookie]
                     .iter()
                     .filter_map(|t| self.model.issued.get(t.as_deref()?))
-                    .filter(|c| {
-                        c.token_type == TokenType::Refresh && self.model.rotated_away(c)
-                    })
+                    .filter(|c| c.token_type == TokenType::Refresh && self.model.rotated_away(c))
                     .cloned()
                     .collect();
-                assert!(!reused.is_empty(), "reuse reported without a rotated-away token");
+                assert!(
+                    !reused.is_empty(),
+                    "reuse reported without a rotated-away token"
+                );
                 for c in reused {
                     let family = c.family.clone().unwrap_or(c.jti.clone());
                     self.model.revoked_family.insert(family);
@@ -277,7 +289,10 @@ impl Session {
             _ => panic!("the handler ran without claims on a required route"),
         };
         if let Some(t) = self.model.issued.get(&presented) {
-            assert!(carried(&presented), "the handler saw a token that was not sent");
+            assert!(
+                carried(&presented),
+                "the handler saw a token that was not sent"
+            );
             assert_eq!(&claims, t, "the handler got other claims");
             assert_eq!(claims.token_type, route.token_type(), "wrong type accepted");
             if let Some(why) = self.model.refuses(t, now) {

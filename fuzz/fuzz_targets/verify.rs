@@ -116,13 +116,7 @@ fn reference_accepts(s: &Setup, asym: bool, token: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_accepted(
-    s: &Setup,
-    asym: bool,
-    token: &str,
-    expected: TokenType,
-    claims: &TokenPayload,
-) {
+fn check_accepted(s: &Setup, asym: bool, token: &str, expected: TokenType, claims: &TokenPayload) {
     if let Err(why) = reference_accepts(s, asym, token) {
         panic!("accepted a token the reference refuses ({why}): {token:?}");
     }
@@ -181,7 +175,11 @@ fuzz_target!(|data: &[u8]| {
             // The cache must never change an answer, including on a second look.
             let again = auth.verify(&token, expected);
             let uncached = s.asym_uncached.verify(&token, expected);
-            assert_eq!(outcome(&result), outcome(&again), "cache changed the answer");
+            assert_eq!(
+                outcome(&result),
+                outcome(&again),
+                "cache changed the answer"
+            );
             assert_eq!(outcome(&result), outcome(&uncached), "cache differs");
         }
         return;
@@ -217,7 +215,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let result = auth.verify(&token, expected);
     if let Ok(claims) = &result {
-        assert_eq!(choice, 0, "accepted a token signed with the wrong key: {token:?}");
+        assert_eq!(
+            choice, 0,
+            "accepted a token signed with the wrong key: {token:?}"
+        );
         check_accepted(s, asym, &token, expected, claims);
     }
     if asym {

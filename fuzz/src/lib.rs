@@ -307,8 +307,22 @@ pub fn is_safe(method: &Method) -> bool {
 /// A method chosen by `b`: the usual ones, odd spellings, WebDAV, and nonsense.
 pub fn method_of(b: u8) -> Method {
     const NAMES: [&str; 16] = [
-        "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "get", "PoSt", "patch",
-        "PROPPATCH", "MERGE", "TRACE", "CONNECT", "head", "X-ANY",
+        "GET",
+        "HEAD",
+        "OPTIONS",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "get",
+        "PoSt",
+        "patch",
+        "PROPPATCH",
+        "MERGE",
+        "TRACE",
+        "CONNECT",
+        "head",
+        "X-ANY",
     ];
     Method::from_bytes(NAMES[usize::from(b) % NAMES.len()].as_bytes()).unwrap_or(Method::GET)
 }
