@@ -6,6 +6,7 @@
 //! claims parsing is reached for real).
 //!
 //! Invariants: no panic; whatever `verify` accepts
+//!
 //! - has exactly three segments, a header that is a JSON object naming a configured
 //!   algorithm, and a signature that an independent check recomputes with that key
 //!   (`hmac` for HS256, `jsonwebtoken` for the asymmetric keys);
@@ -14,6 +15,7 @@
 //! - in signed mode, was signed with the configured key (never the attacker's secret,
 //!   never the RSA public key used as an HMAC secret, never an empty signature);
 //! - has exactly the claims of its payload, of the expected type, not expired;
+//!
 //! and the asymmetric set gives the same answer with and without its verified-token
 //! cache, twice in a row.
 
