@@ -70,28 +70,66 @@ fn setup() -> &'static Setup {
     })
 }
 
+/// The reference's header: a JSON object (RFC 7515 §4: member names unique) whose
+/// `alg` and `kid` are strings. Other members are skipped unparsed, as JSON allows
+/// numbers beyond `f64` (RFC 8259 §6), which `serde_json::Value` refuses.
+struct RefHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    unsupported: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for RefHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RefHeader;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<RefHeader, A::Error> {
+                use serde::de::Error;
+                let mut out = RefHeader {
+                    alg: None,
+                    kid: None,
+                    unsupported: false,
+                };
+                let mut names = std::collections::HashSet::new();
+                while let Some(name) = m.next_key::<String>()? {
+                    if !names.insert(name.clone()) {
+                        return Err(A::Error::custom("repeated member"));
+                    }
+                    match name.as_str() {
+                        "alg" => out.alg = Some(m.next_value()?),
+                        "kid" => out.kid = Some(m.next_value()?),
+                        other => {
+                            out.unsupported |= matches!(other, "crit" | "zip" | "enc");
+                            m.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// The reference for an accepted token: its header, and a signature check that does
 /// not go through the crate.
 fn reference_accepts(s: &Setup, asym: bool, token: &str) -> Result<(), String> {
     let (h, p, sig) = segments(token).ok_or("not three segments")?;
     let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| "header base64")?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|_| "header is not JSON")?;
-    let header = header.as_object().ok_or("header is not an object")?;
-    for forbidden in ["crit", "zip", "enc"] {
-        if header.contains_key(forbidden) {
-            return Err(format!("header has {forbidden}"));
-        }
+    let header: RefHeader =
+        serde_json::from_slice(&header).map_err(|_| "header is not a JSON object")?;
+    if header.unsupported {
+        return Err("header has crit, zip or enc".into());
     }
-    let alg = header
-        .get("alg")
-        .and_then(|a| a.as_str())
-        .ok_or("no alg string")?;
-    let kid = header.get("kid");
-    let kid = match kid {
-        None => None,
-        Some(k) => Some(k.as_str().ok_or("kid is not a string")?),
-    };
+    let alg = header.alg.as_deref().ok_or("no alg string")?;
+    let kid = header.kid.as_deref();
     let message = format!("{h}.{p}");
     let ok = if !asym {
         match (alg, kid) {
