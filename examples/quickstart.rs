@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use tower_jwt_auth::{
     AuthError, BearerResponder, JwtAuth, JwtAuthBuilder, Location, PresentedToken, Protocol,
     Responder, TokenPayload, TokenType,
@@ -93,7 +94,7 @@ async fn login(State(auth): State<JwtAuth>, Json(login): Json<Login>) -> Respons
 
 async fn refresh(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<TokenPayload>,
+    Extension(claims): Extension<Arc<TokenPayload>>,
     Extension(presented): Extension<PresentedToken>,
 ) -> Response {
     let refreshed = match auth.refresh(&claims).await {
@@ -129,7 +130,7 @@ async fn start_session(State(auth): State<JwtAuth>, Json(login): Json<Login>) ->
     (headers, Json(body)).into_response()
 }
 
-async fn session_info(Extension(claims): Extension<TokenPayload>) -> Json<serde_json::Value> {
+async fn session_info(Extension(claims): Extension<Arc<TokenPayload>>) -> Json<serde_json::Value> {
     Json(json!({
         "sub": claims.sub,
         "iat": claims.iat,
@@ -140,7 +141,7 @@ async fn session_info(Extension(claims): Extension<TokenPayload>) -> Json<serde_
 
 async fn end_session(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<TokenPayload>,
+    Extension(claims): Extension<Arc<TokenPayload>>,
 ) -> Response {
     // Revoking the access token also revokes its family, so the refresh cookie dies too.
     if let Err(e) = auth.revoke(&claims).await {
@@ -153,7 +154,7 @@ async fn end_session(
 
 async fn logout(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<TokenPayload>,
+    Extension(claims): Extension<Arc<TokenPayload>>,
     body: Bytes,
 ) -> Response {
     let logout: Logout = if body.is_empty() {

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{JwtAuth, MultipleCredentials};
+use crate::cache::Entry;
 use crate::claims::{TokenPayload, TokenType};
 use crate::error::{AuthError, InvalidRequest, TokenError};
 use crate::extract::{self, Location, PresentedToken};
@@ -42,7 +43,9 @@ impl Default for Requirement {
 pub(crate) struct Accepted {
     /// The claims to check against the revocation store (the refresh token's, when
     /// falling back to the refresh cookie).
-    pub(crate) payload: TokenPayload,
+    pub(crate) payload: Arc<TokenPayload>,
+    /// The token's cache entry, when it has one.
+    pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) presented: PresentedToken,
     pub(crate) plan: Plan,
     /// When the token was checked: reused for the store, one clock read per request.
@@ -60,7 +63,8 @@ pub(crate) enum Plan {
 
 /// A request authenticated and checked against the store.
 pub(crate) struct Authenticated {
-    pub(crate) payload: TokenPayload,
+    pub(crate) payload: Arc<TokenPayload>,
+    pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) presented: PresentedToken,
     /// `Set-Cookie` values to append to a successful response.
     pub(crate) set_cookie: Option<HeaderValue>,
@@ -80,7 +84,8 @@ impl JwtAuth {
             .accept(method, headers, None, &requirement, true)?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
-        Ok(accepted.payload)
+        drop(accepted.entry);
+        Ok(Arc::unwrap_or_clone(accepted.payload))
     }
 
     /// Like [`authenticate`](Self::authenticate), from a request's parts, so that a
@@ -98,7 +103,8 @@ impl JwtAuth {
             )?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
-        Ok(accepted.payload)
+        drop(accepted.entry);
+        Ok(Arc::unwrap_or_clone(accepted.payload))
     }
 
     /// The synchronous part of authenticating a request: find the token, verify it,
@@ -178,8 +184,8 @@ impl JwtAuth {
                     AuthError::from(e)
                 }
             })?;
-        let payload = match checked {
-            Checked::Valid(p) => p,
+        let (payload, entry) = match checked {
+            Checked::Valid(v) => (v.payload, v.entry),
             // Only a genuine, expired access cookie may fall back (never a forged one).
             Checked::Expired(p) => {
                 if p.token_type != req.token_type {
@@ -209,6 +215,7 @@ impl JwtAuth {
         };
         Ok(Some(Accepted {
             payload,
+            entry,
             presented,
             plan,
             now,
@@ -230,7 +237,8 @@ impl JwtAuth {
         }
         check_grants(req, &payload)?;
         Ok(Accepted {
-            payload,
+            payload: Arc::new(payload),
+            entry: None,
             presented: refresh,
             plan: Plan::FromRefresh,
             now: self.now(),
@@ -260,6 +268,7 @@ impl JwtAuth {
     pub(crate) fn complete(&self, accepted: Accepted) -> Result<Authenticated, AuthError> {
         let Accepted {
             payload,
+            entry,
             presented,
             plan,
             ..
@@ -267,6 +276,7 @@ impl JwtAuth {
         match plan {
             Plan::Keep => Ok(Authenticated {
                 payload,
+                entry,
                 presented,
                 set_cookie: None,
             }),
@@ -278,6 +288,7 @@ impl JwtAuth {
                     .and_then(|token| self.inner.cookies.access_header(&token));
                 Ok(Authenticated {
                     payload,
+                    entry,
                     presented,
                     set_cookie,
                 })
@@ -290,7 +301,8 @@ impl JwtAuth {
                     .ok_or(AuthError::InvalidToken(TokenError::Expired))?;
                 let set_cookie = self.inner.cookies.access_header(&token);
                 Ok(Authenticated {
-                    payload: claims,
+                    payload: Arc::new(claims),
+                    entry: None,
                     presented,
                     set_cookie,
                 })

@@ -5,6 +5,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
@@ -67,7 +68,7 @@ fn allocations_per_authenticated_request() {
     let mut svc = auth
         .layer()
         .layer(service_fn(|req: Request<()>| async move {
-            assert!(req.extensions().get::<TokenPayload>().is_some());
+            assert!(req.extensions().get::<Arc<TokenPayload>>().is_some());
             Ok::<_, std::convert::Infallible>(Response::new(()))
         }));
     let mut bare = service_fn(|_req: Request<()>| async move {
