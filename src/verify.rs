@@ -452,4 +452,107 @@ mod tests {
             assert_eq!(split(bad), Err(TokenError::Malformed), "{bad:?}");
         }
     }
+
+    mod cache {
+        use super::super::*;
+        use crate::keys::Key;
+
+        const NOW: u64 = 1_800_000_000;
+        const RULES: Rules = Rules {
+            leeway: 5,
+            issuer: None,
+            audience: None,
+            max_token_len: 8192,
+            max_session: None,
+        };
+
+        fn key(kid: &str, secret: u8) -> (Key, VerifyingKey) {
+            crate::keys::install_provider();
+            let key = Key::hs256([secret; 32]).kid(kid);
+            let prepared = key.prepare().unwrap();
+            (key, prepared)
+        }
+
+        fn sign(key: &Key, claims: &str) -> String {
+            let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+            header.kid = key.kid.clone();
+            let claims: serde_json::Value = serde_json::from_str(claims).unwrap();
+            jsonwebtoken::encode(&header, &claims, &key.encoding_key().unwrap()).unwrap()
+        }
+
+        fn token(key: &Key, exp: u64, nbf: Option<u64>) -> String {
+            let nbf = nbf.map_or(String::new(), |n| format!(r#","nbf":{n}"#));
+            sign(
+                key,
+                &format!(r#"{{"sub":"a","jti":"j","type":"access","iat":{NOW},"exp":{exp}{nbf}}}"#),
+            )
+        }
+
+        fn verifier<'k>(keys: &'k [VerifyingKey], cache: &'k VerifiedCache) -> Verifier<'k> {
+            Verifier {
+                keys,
+                known_headers: &[],
+                rules: &RULES,
+                cache: Some(cache),
+            }
+        }
+
+        fn is_valid(r: Result<Checked, TokenError>) -> bool {
+            matches!(r, Ok(Checked::Valid(_)))
+        }
+
+        #[test]
+        fn a_key_rotated_out_does_not_verify_through_the_cache() {
+            let (k1, p1) = key("k1", 1);
+            let (_, p2) = key("k2", 2);
+            let cache = VerifiedCache::new(16);
+            let t = token(&k1, NOW + 60, None);
+            let both = [p1, p2];
+            assert!(is_valid(verifier(&both, &cache).verify(t.as_bytes(), NOW)));
+            assert!(is_valid(verifier(&both, &cache).verify(t.as_bytes(), NOW)));
+            assert_eq!(cache.len(), 1);
+            // The key set without k1 (a rotation): the cached entry must not answer.
+            let [p1, p2] = both;
+            let rotated = [p2];
+            let r = verifier(&rotated, &cache).verify(t.as_bytes(), NOW);
+            assert_eq!(r.err(), Some(TokenError::UnsupportedAlgorithm));
+            assert_eq!(cache.len(), 0, "the stale entry was dropped");
+            // The invalidation hook drops a key's entries at once.
+            let again = [p1];
+            assert!(is_valid(verifier(&again, &cache).verify(t.as_bytes(), NOW)));
+            cache.forget_key(again[0].id);
+            assert_eq!(cache.len(), 0);
+        }
+
+        #[test]
+        fn only_valid_tokens_are_stored() {
+            let (k1, p1) = key("k1", 1);
+            let keys = [p1];
+            let cache = VerifiedCache::new(16);
+            let v = verifier(&keys, &cache);
+            let expired = token(&k1, NOW - 6, None);
+            assert!(matches!(v.verify(expired.as_bytes(), NOW), Ok(Checked::Expired(_))));
+            let early = token(&k1, NOW + 60, Some(NOW + 6));
+            assert_eq!(v.verify(early.as_bytes(), NOW).err(), Some(TokenError::NotYetValid));
+            assert_eq!(cache.len(), 0);
+            // Within the leeway both are valid, and stored.
+            assert!(is_valid(v.verify(expired.as_bytes(), NOW - 1)));
+            assert!(is_valid(v.verify(early.as_bytes(), NOW + 1)));
+            assert_eq!(cache.len(), 2);
+        }
+
+        #[test]
+        fn a_hit_checks_the_dates_again_with_the_leeway() {
+            let (k1, p1) = key("k1", 1);
+            let keys = [p1];
+            let cache = VerifiedCache::new(16);
+            let v = verifier(&keys, &cache);
+            let t = token(&k1, NOW + 10, None);
+            assert!(is_valid(v.verify(t.as_bytes(), NOW)));
+            assert!(is_valid(v.verify(t.as_bytes(), NOW + 15)), "exp + leeway");
+            assert!(matches!(v.verify(t.as_bytes(), NOW + 16), Ok(Checked::Expired(_))));
+            assert_eq!(cache.len(), 0, "an expired entry is dropped");
+        }
+    }
 }
+
