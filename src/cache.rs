@@ -16,10 +16,11 @@
 //! drops the entries of a key taken out of service.
 
 use std::any::Any;
+use std::hash::Hash;
 use std::sync::{Arc, OnceLock};
 
-use quick_cache::UnitWeighter;
 use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{Equivalent, UnitWeighter};
 
 use crate::claims::TokenPayload;
 use crate::keys::KeyId;
@@ -66,9 +67,51 @@ impl Entry {
 
 type Hasher = foldhash::fast::RandomState;
 
+/// How many trailing bytes of a token are hashed: the end of its signature, which
+/// differs between any two tokens a key signed (a MAC or signature over different
+/// claims). Hashing only these saves hashing the whole token twice on first sight;
+/// equality still compares every byte, so the hash only picks the bucket.
+const HASHED_TAIL: usize = 32;
+
+fn hash_token<H: std::hash::Hasher>(token: &[u8], state: &mut H) {
+    let tail = token
+        .get(token.len().saturating_sub(HASHED_TAIL)..)
+        .unwrap_or(token);
+    state.write_usize(token.len());
+    state.write(tail);
+}
+
+/// A cached token's exact bytes.
+#[derive(PartialEq, Eq)]
+struct TokenKey(Box<[u8]>);
+
+impl Hash for TokenKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_token(&self.0, state);
+    }
+}
+
+/// A presented token, looked up without copying it.
+struct Lookup<'a>(&'a [u8]);
+
+impl Hash for Lookup<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_token(self.0, state);
+    }
+}
+
+impl Equivalent<TokenKey> for Lookup<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        // The whole token, never the hash alone.
+        *key.0 == *self.0
+    }
+}
+
+type Entries =
+    Cache<TokenKey, Arc<Entry>, UnitWeighter, Hasher, DefaultLifecycle<TokenKey, Arc<Entry>>>;
+
 pub(crate) struct VerifiedCache {
-    entries:
-        Cache<Box<[u8]>, Arc<Entry>, UnitWeighter, Hasher, DefaultLifecycle<Box<[u8]>, Arc<Entry>>>,
+    entries: Entries,
 }
 
 impl VerifiedCache {
@@ -86,15 +129,15 @@ impl VerifiedCache {
 
     /// The entry for exactly these bytes, if any.
     pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<Entry>> {
-        self.entries.get(token)
+        self.entries.get(&Lookup(token))
     }
 
     pub(crate) fn insert(&self, token: &[u8], entry: Arc<Entry>) {
-        self.entries.insert(token.into(), entry);
+        self.entries.insert(TokenKey(token.into()), entry);
     }
 
     pub(crate) fn remove(&self, token: &[u8]) {
-        self.entries.remove(token);
+        self.entries.remove(&Lookup(token));
     }
 
     /// Drops every token verified by `key`: the hook for a key set that removes or
@@ -129,6 +172,19 @@ mod tests {
         assert!(cache.get(b"a.b.C").is_none());
         assert!(cache.get(b"a.b.c.").is_none());
         assert!(cache.get(b"a.b").is_none());
+    }
+
+    #[test]
+    fn tokens_with_the_same_tail_are_told_apart() {
+        let cache = VerifiedCache::new(16);
+        let tail = [b'x'; 40];
+        let (mut a, mut b) = (b"aaaa.".to_vec(), b"bbbb.".to_vec());
+        a.extend_from_slice(&tail);
+        b.extend_from_slice(&tail);
+        cache.insert(&a, entry(1));
+        assert!(cache.get(&a).is_some());
+        assert!(cache.get(&b).is_none(), "same hash, other bytes: no hit");
+        assert!(cache.get(&tail).is_none());
     }
 
     #[test]

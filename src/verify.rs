@@ -531,9 +531,15 @@ mod tests {
             let cache = VerifiedCache::new(16);
             let v = verifier(&keys, &cache);
             let expired = token(&k1, NOW - 6, None);
-            assert!(matches!(v.verify(expired.as_bytes(), NOW), Ok(Checked::Expired(_))));
+            assert!(matches!(
+                v.verify(expired.as_bytes(), NOW),
+                Ok(Checked::Expired(_))
+            ));
             let early = token(&k1, NOW + 60, Some(NOW + 6));
-            assert_eq!(v.verify(early.as_bytes(), NOW).err(), Some(TokenError::NotYetValid));
+            assert_eq!(
+                v.verify(early.as_bytes(), NOW).err(),
+                Some(TokenError::NotYetValid)
+            );
             assert_eq!(cache.len(), 0);
             // Within the leeway both are valid, and stored.
             assert!(is_valid(v.verify(expired.as_bytes(), NOW - 1)));
@@ -550,9 +556,11 @@ mod tests {
             let t = token(&k1, NOW + 10, None);
             assert!(is_valid(v.verify(t.as_bytes(), NOW)));
             assert!(is_valid(v.verify(t.as_bytes(), NOW + 15)), "exp + leeway");
-            assert!(matches!(v.verify(t.as_bytes(), NOW + 16), Ok(Checked::Expired(_))));
+            assert!(matches!(
+                v.verify(t.as_bytes(), NOW + 16),
+                Ok(Checked::Expired(_))
+            ));
             assert_eq!(cache.len(), 0, "an expired entry is dropped");
         }
     }
 }
-

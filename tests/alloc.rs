@@ -59,7 +59,10 @@ fn auth(cache: usize) -> JwtAuth {
 fn token(auth: &JwtAuth) -> String {
     auth.access_token("alice")
         .scopes(["read"])
-        .claim("profile", serde_json::json!({"name": "Alice", "roles": ["admin"]}))
+        .claim(
+            "profile",
+            serde_json::json!({"name": "Alice", "roles": ["admin"]}),
+        )
         .issue()
         .unwrap()
 }
@@ -114,12 +117,8 @@ fn costs(token: &str) -> Costs {
 
 fn layered(
     auth: &JwtAuth,
-) -> impl Service<
-    Request<()>,
-    Response = Response<()>,
-    Error = std::convert::Infallible,
-    Future: Send,
-> {
+) -> impl Service<Request<()>, Response = Response<()>, Error = std::convert::Infallible, Future: Send>
+{
     auth.layer()
         .layer(service_fn(|req: Request<()>| async move {
             assert!(req.extensions().get::<Arc<TokenPayload>>().is_some());

@@ -34,7 +34,12 @@ fn ready<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn pem(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/keys")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// Signing keys: 0–2 are configured on the verifiers, 3 is a wrong secret behind the
@@ -43,7 +48,12 @@ fn signing_keys() -> Vec<Key> {
     vec![
         Key::hs256([1u8; 32]).kid("k1"),
         Key::hs256([2u8; 32]).kid("k2"),
-        Key::pem_pair(Algorithm::ES256, pem("ec_private.pem"), pem("ec_public.pem")).kid("e1"),
+        Key::pem_pair(
+            Algorithm::ES256,
+            pem("ec_private.pem"),
+            pem("ec_public.pem"),
+        )
+        .kid("e1"),
         Key::hs256([3u8; 32]).kid("k2"),
         Key::hs256([4u8; 32]),
     ]
@@ -178,15 +188,15 @@ fn decide(auth: &JwtAuth, token: &str) -> Decisions {
     let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, bearer.clone());
-    let mut svc = auth
-        .layer()
-        .claims::<Profile>()
-        .layer(service_fn(|req: Request<()>| async move {
-            let p = req.extensions().get::<Arc<Profile>>().unwrap();
-            let t = req.extensions().get::<Arc<TokenPayload>>().unwrap();
-            let seen = format!("{p:?} {t:?}");
-            Ok::<_, std::convert::Infallible>(Response::new(Some(seen)))
-        }));
+    let mut svc =
+        auth.layer()
+            .claims::<Profile>()
+            .layer(service_fn(|req: Request<()>| async move {
+                let p = req.extensions().get::<Arc<Profile>>().unwrap();
+                let t = req.extensions().get::<Arc<TokenPayload>>().unwrap();
+                let seen = format!("{p:?} {t:?}");
+                Ok::<_, std::convert::Infallible>(Response::new(Some(seen)))
+            }));
     let mut req = Request::new(());
     req.headers_mut()
         .insert(http::header::AUTHORIZATION, bearer);
@@ -258,17 +268,45 @@ fn the_sequences_cover_hits_boundaries_and_revocation() {
         capacity: 1_000,
     };
     let specs = [
-        Spec { key: 0, refresh: false, issued: 0, ttl: 10, nbf: None },
-        Spec { key: 2, refresh: false, issued: 0, ttl: 10, nbf: Some(6) },
-        Spec { key: 3, refresh: false, issued: 0, ttl: 600, nbf: None },
+        Spec {
+            key: 0,
+            refresh: false,
+            issued: 0,
+            ttl: 10,
+            nbf: None,
+        },
+        Spec {
+            key: 2,
+            refresh: false,
+            issued: 0,
+            ttl: 10,
+            nbf: Some(6),
+        },
+        Spec {
+            key: 3,
+            refresh: false,
+            issued: 0,
+            ttl: 600,
+            nbf: None,
+        },
     ];
     use Action::*;
     let actions = [
-        Present(0), Present(0), Present(1), Present(2), // 0 valid, 1 early, 2 forged
-        Advance(1), Present(1),                          // nbf within the leeway
-        Set(15), Present(0), Present(1),                 // exp + leeway: still valid
-        Advance(1), Present(0),                          // one second past: expired
-        Set(0), Present(0), Revoke(0), Present(0),       // revoked after a hit
+        Present(0),
+        Present(0),
+        Present(1),
+        Present(2), // 0 valid, 1 early, 2 forged
+        Advance(1),
+        Present(1), // nbf within the leeway
+        Set(15),
+        Present(0),
+        Present(1), // exp + leeway: still valid
+        Advance(1),
+        Present(0), // one second past: expired
+        Set(0),
+        Present(0),
+        Revoke(0),
+        Present(0), // revoked after a hit
     ];
     assert_eq!(run(config, &specs, &actions), 6);
 }
