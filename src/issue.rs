@@ -293,3 +293,47 @@ impl<'a> TokenBuilder<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_names_are_refused_by_claim() {
+        let auth = JwtAuth::builder().hs256([7u8; 32]).build().unwrap();
+        for name in [
+            "sub",
+            "jti",
+            "type",
+            "fresh",
+            "csrf",
+            "iat",
+            "nbf",
+            "exp",
+            "iss",
+            "aud",
+            "scopes",
+            "fam",
+            "auth_time",
+        ] {
+            let r = auth.access_token("a").claim(name, 1).issue();
+            assert!(
+                matches!(&r, Err(IssueError::RegisteredClaim(n)) if n == name),
+                "{name}: {r:?}"
+            );
+        }
+        assert!(auth.access_token("a").claim("nbf2", 1).issue().is_ok());
+    }
+
+    #[test]
+    fn not_before_is_signed() {
+        let auth = JwtAuth::builder().hs256([7u8; 32]).build().unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let (_, claims) = auth
+            .access_token("a")
+            .not_before(at)
+            .issue_with_claims()
+            .unwrap();
+        assert_eq!(claims.nbf, Some(1_700_000_000));
+    }
+}
