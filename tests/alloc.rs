@@ -40,6 +40,9 @@ fn ready<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
+/// The counter is process-wide: tests that count run one at a time.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn count<T>(f: impl FnOnce() -> T) -> (usize, T) {
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     let out = f();
@@ -131,6 +134,7 @@ fn layered(
 /// (`Arc<TokenPayload>` and `PresentedToken`).
 #[test]
 fn allocations_on_a_cache_hit() {
+    let _one_at_a_time = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let auth = auth(1_000);
     let token = token(&auth);
     let c = costs(&token);
@@ -160,6 +164,7 @@ fn allocations_on_a_cache_hit() {
 /// when the cache is on.
 #[test]
 fn allocations_on_first_sight() {
+    let _one_at_a_time = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     for (capacity, entry) in [(0, 0), (1_000, 2)] {
         let auth = auth(capacity);
         let tokens: Vec<String> = (0..12).map(|_| token(&auth)).collect();
