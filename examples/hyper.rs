@@ -11,6 +11,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,7 +30,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub async fn hello<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     let sub = req
         .extensions()
-        .get::<TokenPayload>()
+        .get::<Arc<TokenPayload>>()
         .map_or("stranger", |claims| claims.sub.as_str());
     Ok(Response::new(Full::new(Bytes::from(format!(
         "Hello, {sub}"

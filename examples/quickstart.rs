@@ -23,6 +23,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use tower_jwt_auth::{
     AuthError, JwtAuth, JwtAuthBuilder, Location, PresentedToken, TokenPayload, TokenType,
 };
@@ -92,7 +93,7 @@ async fn login(State(auth): State<JwtAuth>, Json(login): Json<Login>) -> Respons
 
 async fn refresh(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<TokenPayload>,
+    Extension(claims): Extension<Arc<TokenPayload>>,
     Extension(presented): Extension<PresentedToken>,
 ) -> Result<Response, AuthError> {
     let refreshed = auth.refresh(&claims).await?;
@@ -125,7 +126,7 @@ async fn start_session(State(auth): State<JwtAuth>, Json(login): Json<Login>) ->
     (headers, Json(body)).into_response()
 }
 
-async fn session_info(Extension(claims): Extension<TokenPayload>) -> Json<serde_json::Value> {
+async fn session_info(Extension(claims): Extension<Arc<TokenPayload>>) -> Json<serde_json::Value> {
     Json(json!({
         "sub": claims.sub,
         "iat": claims.iat,
@@ -136,7 +137,7 @@ async fn session_info(Extension(claims): Extension<TokenPayload>) -> Json<serde_
 
 async fn end_session(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<TokenPayload>,
+    Extension(claims): Extension<Arc<TokenPayload>>,
 ) -> Result<Response, AuthError> {
     // Revoking the access token also revokes its family, so the refresh cookie dies too.
     auth.revoke(&claims).await?;
@@ -147,7 +148,7 @@ async fn end_session(
 
 async fn logout(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<TokenPayload>,
+    Extension(claims): Extension<Arc<TokenPayload>>,
     body: Bytes,
 ) -> Result<Response, AuthError> {
     let logout: Logout = if body.is_empty() {

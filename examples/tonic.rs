@@ -28,6 +28,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::codegen::{BoxFuture, GrpcMethod, Service, StdError, http};
@@ -61,7 +62,7 @@ pub const SAY_HELLO: &str = "/helloworld.Greeter/SayHello";
 /// The handler: the layer has verified the token and put its claims in the request
 /// extensions (tonic copies the HTTP extensions into `tonic::Request`).
 pub async fn say_hello(request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-    let Some(claims) = request.extensions().get::<TokenPayload>() else {
+    let Some(claims) = request.extensions().get::<Arc<TokenPayload>>() else {
         // Only reachable if the service is mounted without the layer.
         return Err(Status::unauthenticated("no verified token"));
     };

@@ -29,6 +29,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,7 +75,7 @@ impl Default for Settings {
 pub async fn handler<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     let sub = req
         .extensions()
-        .get::<TokenPayload>()
+        .get::<Arc<TokenPayload>>()
         .map_or("stranger", |claims| claims.sub.as_str());
     let body = if req.uri().path() == "/report" {
         report(sub)

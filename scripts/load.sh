@@ -15,8 +15,10 @@ pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "$
 taskset_server=()
 command -v taskset >/dev/null && taskset_server=(taskset -c 0)
 
-cargo build --release --example hello -q
-bin=target/release/examples/hello
+# Extra cargo arguments (e.g. `LOAD_CARGO_ARGS=--all-features` to reuse a build).
+# shellcheck disable=SC2086
+cargo build --release --example hello -q ${LOAD_CARGO_ARGS:-}
+bin=${CARGO_TARGET_DIR:-target}/release/examples/hello
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 plain_port=$(free_port); auth_port=$(free_port)
 out=$(mktemp -d)

@@ -187,7 +187,11 @@ impl JwtAuth {
     /// Verifies a token's signature, claims and type, without the revocation check.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<TokenPayload, AuthError> {
         match self.verifier().verify(token.as_bytes(), self.now())? {
-            Checked::Valid(p) if p.token_type == expected => Ok(p),
+            // Owned claims: copied out of the cache on a hit (the layer shares them instead).
+            Checked::Valid(v) if v.payload.token_type == expected => {
+                drop(v.entry);
+                Ok(Arc::unwrap_or_clone(v.payload))
+            }
             Checked::Expired(p) if p.token_type == expected => Err(TokenError::Expired.into()),
             Checked::Valid(_) | Checked::Expired(_) => Err(TokenError::WrongType.into()),
         }

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{JwtAuth, MultipleCredentials};
+use crate::cache::Entry;
 use crate::claims::{TokenPayload, TokenType};
 use crate::error::{AuthError, InvalidRequest, TokenError};
 use crate::extract::{self, Location, PresentedToken};
@@ -42,7 +43,9 @@ impl Default for Requirement {
 pub(crate) struct Accepted {
     /// The claims to check against the revocation store (the refresh token's, when
     /// falling back to the refresh cookie).
-    pub(crate) payload: TokenPayload,
+    pub(crate) payload: Arc<TokenPayload>,
+    /// The token's cache entry, when it has one.
+    pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) presented: PresentedToken,
     pub(crate) plan: Plan,
     /// When the token was checked: reused for the store, one clock read per request.
@@ -60,7 +63,8 @@ pub(crate) enum Plan {
 
 /// A request authenticated and checked against the store.
 pub(crate) struct Authenticated {
-    pub(crate) payload: TokenPayload,
+    pub(crate) payload: Arc<TokenPayload>,
+    pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) presented: PresentedToken,
     /// `Set-Cookie` values to append to a successful response.
     pub(crate) set_cookie: Option<HeaderValue>,
@@ -83,7 +87,8 @@ impl JwtAuth {
             .accept(method, headers, None, &requirement, true)?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
-        Ok(accepted.payload)
+        drop(accepted.entry);
+        Ok(Arc::unwrap_or_clone(accepted.payload))
     }
 
     /// Like [`authenticate`](Self::authenticate), from a request's parts, so that a
@@ -101,7 +106,8 @@ impl JwtAuth {
             )?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
-        Ok(accepted.payload)
+        drop(accepted.entry);
+        Ok(Arc::unwrap_or_clone(accepted.payload))
     }
 
     /// The synchronous part of authenticating a request: find the token, verify it,
@@ -181,8 +187,8 @@ impl JwtAuth {
                     AuthError::from(e)
                 }
             })?;
-        let payload = match checked {
-            Checked::Valid(p) => p,
+        let (payload, entry) = match checked {
+            Checked::Valid(v) => (v.payload, v.entry),
             // Only a genuine, expired access cookie may fall back (never a forged one).
             Checked::Expired(p) => {
                 if p.token_type != req.token_type {
@@ -212,6 +218,7 @@ impl JwtAuth {
         };
         Ok(Some(Accepted {
             payload,
+            entry,
             presented,
             plan,
             now,
@@ -233,7 +240,8 @@ impl JwtAuth {
         }
         check_grants(req, &payload)?;
         Ok(Accepted {
-            payload,
+            payload: Arc::new(payload),
+            entry: None,
             presented: refresh,
             plan: Plan::FromRefresh,
             now: self.now(),
@@ -263,6 +271,7 @@ impl JwtAuth {
     pub(crate) fn complete(&self, accepted: Accepted) -> Result<Authenticated, AuthError> {
         let Accepted {
             payload,
+            entry,
             presented,
             plan,
             ..
@@ -270,6 +279,7 @@ impl JwtAuth {
         match plan {
             Plan::Keep => Ok(Authenticated {
                 payload,
+                entry,
                 presented,
                 set_cookie: None,
                 minted: false,
@@ -282,6 +292,7 @@ impl JwtAuth {
                     .and_then(|token| self.inner.cookies.access_header(&token));
                 Ok(Authenticated {
                     payload,
+                    entry,
                     presented,
                     set_cookie,
                     minted: false,
@@ -295,7 +306,8 @@ impl JwtAuth {
                     .ok_or(AuthError::InvalidToken(TokenError::Expired))?;
                 let set_cookie = self.inner.cookies.access_header(&token);
                 Ok(Authenticated {
-                    payload: claims,
+                    payload: Arc::new(claims),
+                    entry: None,
                     presented,
                     set_cookie,
                     minted: true,

@@ -2,6 +2,8 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
@@ -18,20 +20,38 @@ use crate::responder::{BearerResponder, Protocol, Responder};
 /// A required `Claims` on a route without the layer answers 500 and names the missing
 /// layer, as axum's `Extension` does: that is a bug in the router, not a client error.
 ///
+/// The claims are shared with the layer and its cache (an `Arc`, see
+/// [`AuthLayer`](crate::AuthLayer)): extracting them never copies them. `Claims`
+/// dereferences to `C`.
+///
 /// ```
 /// use axum::{Router, routing::get};
 /// use tower_jwt_auth::{Claims, JwtAuth};
 ///
-/// async fn me(Claims(claims): Claims) -> String {
-///     claims.sub
+/// async fn me(claims: Claims) -> String {
+///     claims.sub.clone()
 /// }
 ///
 /// let auth = JwtAuth::builder().hs256([7u8; 32]).build()?;
 /// let app: Router = Router::new().route("/me", get(me)).route_layer(auth.layer());
 /// # Ok::<(), tower_jwt_auth::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
-pub struct Claims<C = TokenPayload>(pub C);
+#[derive(Debug)]
+pub struct Claims<C = TokenPayload>(pub Arc<C>);
+
+impl<C> Clone for Claims<C> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<C> Deref for Claims<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
 
 /// The rejection of [`Claims`] when the layer did not run for the route.
 #[derive(Debug)]
@@ -61,14 +81,14 @@ impl IntoResponse for MissingAuthLayer {
 impl<S, C> FromRequestParts<S> for Claims<C>
 where
     S: Send + Sync,
-    C: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
 {
     type Rejection = MissingAuthLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
-            .get::<C>()
+            .get::<Arc<C>>()
             .cloned()
             .map(Claims)
             .ok_or(MissingAuthLayer {
@@ -80,7 +100,7 @@ where
 impl<S, C> OptionalFromRequestParts<S> for Claims<C>
 where
     S: Send + Sync,
-    C: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
 {
     type Rejection = Infallible;
 
@@ -88,7 +108,7 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<C>().cloned().map(Claims))
+        Ok(parts.extensions.get::<Arc<C>>().cloned().map(Claims))
     }
 }
 

@@ -387,10 +387,17 @@ impl JwtAuthBuilder {
         self
     }
 
-    /// How many verified asymmetric tokens (RS*, PS*, ES*, EdDSA) to remember, so a
-    /// token seen before skips its 20–60 µs signature check (default 10 000; 0 turns
-    /// the cache off). Claims, type, scopes and revocation are still checked on every
-    /// request. HMAC keys never use the cache: their check is cheaper than a lookup.
+    /// How many verified tokens to remember (default 10 000; 0 turns the cache off).
+    ///
+    /// A token seen before skips its signature check (the MAC, or 20–60 µs for
+    /// RSA/ECDSA), its base64 decoding and its JSON parse: the cache is keyed by the
+    /// token's exact bytes and hands out the claims it parsed the first time (shared,
+    /// see [`AuthLayer`](crate::AuthLayer)). Only tokens whose claims were valid are
+    /// stored; on every hit the registered claims (`exp`, `nbf`, `iat`, `iss`, `aud`,
+    /// the session lifetime) are checked again with the same leeway, and type, CSRF,
+    /// scopes and revocation are checked on every request as without the cache. The
+    /// cache is bounded by its number of entries (S3-FIFO eviction) and sharded, so
+    /// it scales across cores; each entry costs the token's bytes plus its claims.
     pub fn verified_token_cache(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self
@@ -464,8 +471,7 @@ impl JwtAuthBuilder {
         }
         Ok(JwtAuth {
             inner: Arc::new(Inner {
-                cache: (self.cache_capacity > 0 && verifying.iter().any(|k| k.is_asymmetric()))
-                    .then(|| VerifiedCache::new(self.cache_capacity)),
+                cache: (self.cache_capacity > 0).then(|| VerifiedCache::new(self.cache_capacity)),
                 known_headers: crate::verify::known_headers(&verifying),
                 keys: verifying,
                 signing,

@@ -1,54 +1,158 @@
-//! A cache of tokens whose asymmetric signature was verified.
+//! A cache of verified tokens, for every algorithm.
 //!
-//! RSA and ECDSA checks cost 20–60 µs; a browser or API client presents the same
-//! token many times. The cache is keyed by the token's exact bytes (so a hit means
-//! these very bytes were verified before: no digest collision to reason about), keeps
-//! the parsed claims, and is only filled after a successful verification. Claims
-//! rules (expiry, type, scopes, revocation) still run on every request.
+//! A browser or an API client presents the same access token for its whole life, and
+//! every request would pay the MAC (or the 20–60 µs RSA/ECDSA check), the base64
+//! decode and the JSON parse again. The cache is keyed by the token's exact bytes (a
+//! hit compares the whole token, so a hit means these very bytes were verified
+//! before: no digest collision to reason about) and keeps the parsed claims behind an
+//! `Arc`, so a hit hands them to the request without copying them.
+//!
+//! It is bounded (S3-FIFO eviction, by [`quick_cache`]) and sharded, so lookups from
+//! several cores do not serialize on one lock. Only tokens whose claims were valid are
+//! stored; the claims rules (expiry, not-before, issuer, audience, session lifetime)
+//! run again on every hit, and type, CSRF, scopes and revocation are checked outside
+//! the verifier on every request. Each entry records which key verified it: a hit
+//! whose key is no longer configured is ignored, and [`VerifiedCache::forget_key`]
+//! drops the entries of a key taken out of service.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::any::Any;
+use std::hash::Hash;
+use std::sync::{Arc, OnceLock};
+
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{Equivalent, UnitWeighter};
 
 use crate::claims::TokenPayload;
+use crate::keys::KeyId;
 use crate::metrics;
 
+/// Claims of a custom type decoded from a cached token (see `AuthLayer::claims`).
+type Custom = Arc<dyn Any + Send + Sync>;
+
+/// One verified token.
+pub(crate) struct Entry {
+    pub(crate) payload: Arc<TokenPayload>,
+    /// The key whose signature check admitted the token.
+    pub(crate) key: KeyId,
+    /// The token decoded once as a caller's claims type, filled on first use.
+    custom: OnceLock<Custom>,
+}
+
+impl Entry {
+    pub(crate) fn new(payload: Arc<TokenPayload>, key: KeyId) -> Self {
+        Self {
+            payload,
+            key,
+            custom: OnceLock::new(),
+        }
+    }
+
+    /// The token's claims as `C`, decoded by `decode` the first time only. A second
+    /// claims type on the same token is decoded on every call (it is not kept).
+    pub(crate) fn custom<C, E>(&self, decode: impl FnOnce() -> Result<C, E>) -> Result<Arc<C>, E>
+    where
+        C: Send + Sync + 'static,
+    {
+        if let Some(kept) = self.custom.get() {
+            if let Ok(claims) = Arc::clone(kept).downcast::<C>() {
+                return Ok(claims);
+            }
+            return decode().map(Arc::new);
+        }
+        let claims = Arc::new(decode()?);
+        // Another thread may have won the race; either value is the same token's claims.
+        let _ = self.custom.set(claims.clone());
+        Ok(claims)
+    }
+}
+
+type Hasher = foldhash::fast::RandomState;
+
+/// How many trailing bytes of a token are hashed: the end of its signature, which
+/// differs between any two tokens a key signed (a MAC or signature over different
+/// claims). Hashing only these saves hashing the whole token twice on first sight;
+/// equality still compares every byte, so the hash only picks the bucket.
+const HASHED_TAIL: usize = 32;
+
+fn hash_token<H: std::hash::Hasher>(token: &[u8], state: &mut H) {
+    let tail = token
+        .get(token.len().saturating_sub(HASHED_TAIL)..)
+        .unwrap_or(token);
+    state.write_usize(token.len());
+    state.write(tail);
+}
+
+/// A cached token's exact bytes.
+#[derive(PartialEq, Eq)]
+struct TokenKey(Box<[u8]>);
+
+impl Hash for TokenKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_token(&self.0, state);
+    }
+}
+
+/// A presented token, looked up without copying it.
+struct Lookup<'a>(&'a [u8]);
+
+impl Hash for Lookup<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_token(self.0, state);
+    }
+}
+
+impl Equivalent<TokenKey> for Lookup<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        // The whole token, never the hash alone.
+        *key.0 == *self.0
+    }
+}
+
+type Entries =
+    Cache<TokenKey, Arc<Entry>, UnitWeighter, Hasher, DefaultLifecycle<TokenKey, Arc<Entry>>>;
+
 pub(crate) struct VerifiedCache {
-    entries: RwLock<HashMap<Box<[u8]>, TokenPayload>>,
-    capacity: usize,
+    entries: Entries,
 }
 
 impl VerifiedCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            entries: RwLock::new(HashMap::new()),
-            capacity,
+            entries: Cache::with(
+                capacity,
+                capacity as u64,
+                UnitWeighter,
+                Hasher::default(),
+                DefaultLifecycle::default(),
+            ),
         }
     }
 
-    pub(crate) fn get(&self, token: &[u8], now: u64) -> Option<TokenPayload> {
-        let entries = self.entries.read().ok()?;
-        let hit = entries.get(token).filter(|p| p.exp >= now).cloned();
+    /// The entry for exactly these bytes, if any.
+    pub(crate) fn get(&self, token: &[u8]) -> Option<Arc<Entry>> {
+        let hit = self.entries.get(&Lookup(token));
         metrics::verified_cache(hit.is_some());
         hit
     }
 
-    pub(crate) fn insert(&self, token: &[u8], payload: &TokenPayload, now: u64) {
-        let Ok(mut entries) = self.entries.write() else {
-            return;
-        };
-        if entries.len() >= self.capacity {
-            // Bounded: drop what expired; if that is not enough, start over.
-            entries.retain(|_, p| p.exp >= now);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
-        entries.insert(token.into(), payload.clone());
+    pub(crate) fn insert(&self, token: &[u8], entry: Arc<Entry>) {
+        self.entries.insert(TokenKey(token.into()), entry);
+    }
+
+    pub(crate) fn remove(&self, token: &[u8]) {
+        self.entries.remove(&Lookup(token));
+    }
+
+    /// Drops every token verified by `key`: the hook for a key set that removes or
+    /// rotates out a key at runtime.
+    #[allow(dead_code)] // Static key sets never call it; remote key sets will.
+    pub(crate) fn forget_key(&self, key: KeyId) {
+        self.entries.retain(|_, entry| entry.key != key);
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.read().map_or(0, |e| e.len())
+        self.entries.len()
     }
 }
 
@@ -56,30 +160,72 @@ impl VerifiedCache {
 mod tests {
     use super::*;
 
-    fn payload(exp: u64) -> TokenPayload {
-        serde_json::from_str(&format!(
-            r#"{{"sub":"a","jti":"j","type":"access","iat":1,"exp":{exp}}}"#
-        ))
-        .unwrap()
+    fn entry(key: u64) -> Arc<Entry> {
+        let payload: TokenPayload =
+            serde_json::from_str(r#"{"sub":"a","jti":"j","type":"access","iat":1,"exp":100}"#)
+                .unwrap();
+        Arc::new(Entry::new(Arc::new(payload), KeyId::for_tests(key)))
     }
 
     #[test]
-    fn hits_only_exact_bytes_and_unexpired_entries() {
-        let cache = VerifiedCache::new(2);
-        cache.insert(b"a.b.c", &payload(100), 10);
-        assert!(cache.get(b"a.b.c", 50).is_some());
-        assert!(cache.get(b"a.b.C", 50).is_none());
-        assert!(cache.get(b"a.b.c", 101).is_none(), "no hit past exp");
+    fn hits_only_exact_bytes() {
+        let cache = VerifiedCache::new(16);
+        cache.insert(b"a.b.c", entry(1));
+        assert!(cache.get(b"a.b.c").is_some());
+        assert!(cache.get(b"a.b.C").is_none());
+        assert!(cache.get(b"a.b.c.").is_none());
+        assert!(cache.get(b"a.b").is_none());
     }
 
     #[test]
-    fn stays_bounded() {
-        let cache = VerifiedCache::new(2);
-        cache.insert(b"1", &payload(100), 10);
-        cache.insert(b"2", &payload(5), 10);
-        cache.insert(b"3", &payload(100), 10);
-        assert_eq!(cache.len(), 2, "the expired entry made room");
-        cache.insert(b"4", &payload(100), 10);
-        assert!(cache.len() <= 2);
+    fn tokens_with_the_same_tail_are_told_apart() {
+        let cache = VerifiedCache::new(16);
+        let tail = [b'x'; 40];
+        let (mut a, mut b) = (b"aaaa.".to_vec(), b"bbbb.".to_vec());
+        a.extend_from_slice(&tail);
+        b.extend_from_slice(&tail);
+        cache.insert(&a, entry(1));
+        assert!(cache.get(&a).is_some());
+        assert!(cache.get(&b).is_none(), "same hash, other bytes: no hit");
+        assert!(cache.get(&tail).is_none());
+    }
+
+    #[test]
+    fn stays_bounded_by_evicting() {
+        let cache = VerifiedCache::new(100);
+        for i in 0..1_000u32 {
+            cache.insert(&i.to_be_bytes(), entry(1));
+        }
+        assert!(cache.len() <= 100, "{} entries", cache.len());
+        assert!(cache.len() >= 50, "evicts, does not clear: {}", cache.len());
+    }
+
+    #[test]
+    fn forgetting_a_key_drops_its_entries_only() {
+        let cache = VerifiedCache::new(16);
+        cache.insert(b"by-1", entry(1));
+        cache.insert(b"by-2", entry(2));
+        cache.forget_key(KeyId::for_tests(1));
+        assert!(cache.get(b"by-1").is_none());
+        assert!(cache.get(b"by-2").is_some());
+    }
+
+    #[test]
+    fn custom_claims_are_decoded_once() {
+        let e = entry(1);
+        let mut calls = 0;
+        let first = e.custom(|| {
+            calls += 1;
+            Ok::<_, ()>(String::from("x"))
+        });
+        let second = e.custom(|| {
+            calls += 1;
+            Ok::<_, ()>(String::from("y"))
+        });
+        assert_eq!(first.unwrap().as_str(), "x");
+        assert_eq!(second.unwrap().as_str(), "x");
+        assert_eq!(calls, 1);
+        // Another type on the same entry is decoded, not confused with the first.
+        assert_eq!(*e.custom(|| Ok::<_, ()>(7u8)).unwrap(), 7);
     }
 }

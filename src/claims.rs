@@ -220,7 +220,7 @@ const REGISTERED: [&str; 13] = [
     "auth_time",
 ];
 
-fn is_registered(k: &str) -> bool {
+pub(crate) fn is_registered(k: &str) -> bool {
     REGISTERED.contains(&k)
 }
 

@@ -291,6 +291,9 @@ pub enum IssueError {
     NoSigningKey,
     /// The claims could not be encoded or signed.
     Encode(jsonwebtoken::errors::Error),
+    /// [`TokenBuilder::claim`](crate::TokenBuilder::claim) was given a registered
+    /// name (`sub`, `exp`, `nbf`, …), which only its own builder method may set.
+    RegisteredClaim(String),
 }
 
 impl fmt::Display for IssueError {
@@ -298,6 +301,10 @@ impl fmt::Display for IssueError {
         match self {
             Self::NoSigningKey => f.write_str("no signing key configured"),
             Self::Encode(e) => write!(f, "could not sign the token: {e}"),
+            Self::RegisteredClaim(name) => write!(
+                f,
+                "`{name}` is a registered claim: set it with its own builder method, not `.claim`"
+            ),
         }
     }
 }

@@ -120,7 +120,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<PresentedToken>, Auth
     let token = rest.get(token_start..).unwrap_or_default();
     // Trailing junk or a second token; other bad bytes fail verification and are
     // then told apart by `is_b64token`.
-    if token.is_empty() || token.contains(&b' ') {
+    if token.is_empty() || memchr::memchr(b' ', token).is_some() {
         return Err(malformed());
     }
     let start = SCHEME.len() + token_start;

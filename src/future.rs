@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::header::SET_COOKIE;
@@ -35,7 +36,7 @@ impl Span {
 pub(crate) struct Refresh {
     pub(crate) cookie: HeaderValue,
     /// The claims the request was authenticated with, checked again after the handler.
-    pub(crate) claims: Box<TokenPayload>,
+    pub(crate) claims: Arc<TokenPayload>,
     pub(crate) auth: JwtAuth,
     /// What the cookie was minted from (for the metrics).
     pub(crate) source: Implicit,

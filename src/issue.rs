@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::Map;
 
 use crate::auth::JwtAuth;
-use crate::claims::{TokenPayload, TokenType};
+use crate::claims::{TokenPayload, TokenType, is_registered};
 use crate::error::IssueError;
 
 fn uuid() -> String {
@@ -67,7 +67,7 @@ pub struct TokenBuilder<'a> {
     auth: &'a JwtAuth,
     payload: TokenPayload,
     ttl: Option<u64>,
-    error: Option<serde_json::Error>,
+    error: Option<IssueError>,
 }
 
 impl<'a> TokenBuilder<'a> {
@@ -144,15 +144,58 @@ impl<'a> TokenBuilder<'a> {
         self
     }
 
-    /// Adds a custom top-level claim. Registered names (`sub`, `exp`, …) are set by
-    /// their own methods and are never overwritten here.
+    /// Adds a custom top-level claim.
+    ///
+    /// Registered names (`sub`, `jti`, `type`, `fresh`, `csrf`, `iat`, `nbf`, `exp`,
+    /// `iss`, `aud`, `scopes`, `fam`, `auth_time`) are set by the builder or by their
+    /// own methods ([`not_before`](Self::not_before), [`scopes`](Self::scopes), …):
+    /// passing one here makes [`issue`](Self::issue) fail with
+    /// [`IssueError::RegisteredClaim`] rather than silently drop it.
+    ///
+    /// ```
+    /// # let auth = tower_jwt_auth::JwtAuth::builder().hs256([7u8; 32]).build()?;
+    /// use tower_jwt_auth::IssueError;
+    ///
+    /// let refused = auth.access_token("alice").claim("nbf", 1_800_000_000).issue();
+    /// assert!(matches!(refused, Err(IssueError::RegisteredClaim(name)) if name == "nbf"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn claim(mut self, name: impl Into<String>, value: impl Serialize) -> Self {
+        let name = name.into();
+        if is_registered(&name) {
+            self.error.get_or_insert(IssueError::RegisteredClaim(name));
+            return self;
+        }
         match serde_json::to_value(value) {
             Ok(v) => {
-                self.payload.extra.insert(name.into(), v);
+                self.payload.extra.insert(name, v);
             }
-            Err(e) => self.error = Some(e),
+            Err(e) => {
+                self.error.get_or_insert(IssueError::Encode(e.into()));
+            }
         }
+        self
+    }
+
+    /// Sets the `nbf` (not before) claim: the token is refused before `at` (minus the
+    /// configured leeway).
+    ///
+    /// ```
+    /// # let auth = tower_jwt_auth::JwtAuth::builder().hs256([7u8; 32]).build()?;
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_jwt_auth::{AuthError, TokenError, TokenType};
+    ///
+    /// let later = SystemTime::now() + Duration::from_secs(60);
+    /// let token = auth.access_token("alice").not_before(later).issue()?;
+    /// let early = auth.verify(&token, TokenType::Access);
+    /// assert!(matches!(early, Err(AuthError::InvalidToken(TokenError::NotYetValid))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn not_before(mut self, at: std::time::SystemTime) -> Self {
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.payload.nbf = Some(secs);
         self
     }
 
@@ -164,7 +207,7 @@ impl<'a> TokenBuilder<'a> {
 
     fn finish(mut self) -> Result<(&'a JwtAuth, TokenPayload), IssueError> {
         if let Some(e) = self.error {
-            return Err(IssueError::Encode(e.into()));
+            return Err(e);
         }
         let ttl = self.ttl.unwrap_or(match self.payload.token_type {
             TokenType::Access => self.auth.inner.access_ttl,
@@ -248,5 +291,49 @@ impl<'a> TokenBuilder<'a> {
                 refresh_claims: None,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_names_are_refused_by_claim() {
+        let auth = JwtAuth::builder().hs256([7u8; 32]).build().unwrap();
+        for name in [
+            "sub",
+            "jti",
+            "type",
+            "fresh",
+            "csrf",
+            "iat",
+            "nbf",
+            "exp",
+            "iss",
+            "aud",
+            "scopes",
+            "fam",
+            "auth_time",
+        ] {
+            let r = auth.access_token("a").claim(name, 1).issue();
+            assert!(
+                matches!(&r, Err(IssueError::RegisteredClaim(n)) if n == name),
+                "{name}: {r:?}"
+            );
+        }
+        assert!(auth.access_token("a").claim("nbf2", 1).issue().is_ok());
+    }
+
+    #[test]
+    fn not_before_is_signed() {
+        let auth = JwtAuth::builder().hs256([7u8; 32]).build().unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let (_, claims) = auth
+            .access_token("a")
+            .not_before(at)
+            .issue_with_claims()
+            .unwrap();
+        assert_eq!(claims.nbf, Some(1_700_000_000));
     }
 }

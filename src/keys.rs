@@ -1,5 +1,7 @@
 //! Keys: prepared once at build time, selected by algorithm and `kid`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
@@ -191,6 +193,7 @@ impl Key {
             self.encoding_key()?;
         }
         Ok(VerifyingKey {
+            id: KeyId::next(),
             kid: self.kid.clone(),
             alg: self.alg,
             kind,
@@ -237,8 +240,26 @@ impl AsRef<[u8]> for Tag {
     }
 }
 
+/// Identifies one prepared key for the life of the process, so a cached token can
+/// tell which key verified it (indexes would be reused when a key set changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyId(u64);
+
+impl KeyId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: u64) -> Self {
+        Self(id)
+    }
+}
+
 /// A verification key prepared at build time.
 pub(crate) struct VerifyingKey {
+    pub(crate) id: KeyId,
     pub(crate) kid: Option<String>,
     pub(crate) alg: Algorithm,
     kind: KeyKind,
@@ -253,10 +274,6 @@ enum KeyKind {
 }
 
 impl VerifyingKey {
-    pub(crate) fn is_asymmetric(&self) -> bool {
-        matches!(self.kind, KeyKind::Public(_))
-    }
-
     /// Verifies `signature` (already base64url-decoded) over `message`. Constant time
     /// for HMAC (the backend's own comparison).
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {

@@ -24,8 +24,21 @@ use crate::service::AuthService;
 ///   claims, a bad token is still rejected;
 /// - [`claims`](Self::claims): the claims type put in the request extensions.
 ///
-/// Verified claims (`C`, [`TokenPayload`] by default) and the
-/// [`PresentedToken`](crate::PresentedToken) are inserted into the request extensions.
+/// The verified claims are inserted into the request extensions **shared, not
+/// copied**: `Arc<TokenPayload>` (the allocation the verified-token cache keeps, so a
+/// repeated token costs no parse and no clone), plus `Arc<C>` with
+/// [`claims`](Self::claims), and the [`PresentedToken`](crate::PresentedToken).
+///
+/// ```
+/// use std::sync::Arc;
+/// use http::Request;
+/// use tower_jwt_auth::TokenPayload;
+///
+/// fn subject<B>(req: &Request<B>) -> Option<&str> {
+///     req.extensions().get::<Arc<TokenPayload>>().map(|c| c.sub.as_str())
+/// }
+/// # let _ = subject::<()>;
+/// ```
 ///
 /// ```
 /// use tower_jwt_auth::JwtAuth;
@@ -104,8 +117,9 @@ impl<C, R> AuthLayer<C, R> {
         self
     }
 
-    /// Put claims of type `C2` in the request extensions (the [`TokenPayload`] is
-    /// inserted too). `C2` is parsed from the verified payload.
+    /// Put claims of type `C2` in the request extensions, as `Arc<C2>` (the
+    /// `Arc<TokenPayload>` is inserted too). `C2` is parsed from the verified payload,
+    /// once per token the cache keeps.
     pub fn claims<C2>(self) -> AuthLayer<C2, R> {
         AuthLayer {
             auth: self.auth,

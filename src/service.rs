@@ -1,7 +1,8 @@
 //! [`AuthService`]: the middleware itself.
 
-use std::any::Any;
+use std::any::TypeId;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::CONTENT_TYPE;
@@ -11,6 +12,7 @@ use tower_service::Service;
 
 use crate::auth::{JwtAuth, verdict};
 use crate::authenticate::{Accepted, Authenticated};
+use crate::claims::TokenPayload;
 use crate::error::{AuthError, TokenError};
 use crate::future::{Refresh, ResponseFuture, Resumed, Span};
 use crate::layer::AuthLayer;
@@ -63,28 +65,29 @@ fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protoco
     res
 }
 
-/// Puts the claims (as `C`, plus the [`crate::TokenPayload`] when `C` is another type) and
-/// the presented token into the request extensions.
+/// Puts the claims into the request extensions, shared rather than copied:
+/// `Arc<TokenPayload>` always, and `Arc<C>` for a custom claims type (decoded once
+/// per cached token), then the presented token.
 fn insert_claims<C>(
     ext: &mut Extensions,
     auth: Authenticated,
     jwt: &JwtAuth,
 ) -> Result<(Option<Refresh>, Span), AuthError>
 where
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     let Authenticated {
         payload,
+        entry,
         presented,
         set_cookie,
         minted,
     } = auth;
     // A re-issued cookie is checked against the store again once the handler has
-    // answered (it may have revoked the session): keep the claims for that. Rare: at
-    // most once per refresh window and session.
+    // answered (it may have revoked the session): keep the (shared) claims for that.
     let refresh = set_cookie.map(|cookie| Refresh {
         cookie,
-        claims: Box::new(payload.clone()),
+        claims: Arc::clone(&payload),
         auth: jwt.clone(),
         source: if minted {
             Implicit::RefreshCookie
@@ -102,24 +105,19 @@ where
     );
     #[cfg(not(feature = "tracing"))]
     let span = Span::none();
-    let mut slot = Some(payload);
-    // The default claims type is moved, not parsed again.
-    match (&mut slot as &mut dyn Any).downcast_mut::<Option<C>>() {
-        Some(claims) => {
-            if let Some(claims) = claims.take() {
-                ext.insert(claims);
-            }
-        }
-        None => {
-            let claims: C = verify::decode_custom(presented.as_bytes())
-                .map_err(|_| AuthError::InvalidToken(TokenError::InvalidClaims))?;
-            ext.insert(claims);
-            if let Some(payload) = slot {
-                ext.insert(payload);
-            }
-        }
+    if TypeId::of::<C>() != TypeId::of::<TokenPayload>() {
+        let decode = || {
+            verify::decode_custom::<C>(presented.as_bytes())
+                .map_err(|_| AuthError::InvalidToken(TokenError::InvalidClaims))
+        };
+        let claims = match &entry {
+            Some(entry) => entry.custom(decode)?,
+            None => Arc::new(decode()?),
+        };
+        ext.insert(claims);
     }
     metrics::accepted(presented.location());
+    ext.insert(payload);
     ext.insert(presented);
     Ok((refresh, span))
 }
@@ -130,7 +128,7 @@ where
     S::Future: Send,
     ReqB: Send + 'static,
     ResB: Send + 'static,
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
     R: Responder<ResB> + Clone + Send + 'static,
 {
     type Response = Response<ResB>;
@@ -211,7 +209,7 @@ fn finish<C>(
     answer: Result<TokenStatus, StoreError>,
 ) -> Result<(Option<Refresh>, Span), AuthError>
 where
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     verdict(answer)?;
     let authenticated = auth.complete(accepted)?;
@@ -228,7 +226,7 @@ fn proceed<S, C, R, ReqB, ResB>(
 ) -> ResponseFuture<S::Future, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
     R: Responder<ResB>,
 {
     match finish::<C>(&layer.auth, req.extensions_mut(), accepted, answer) {

@@ -7,6 +7,7 @@
 //! Nothing from the payload is trusted before the signature has been checked (I5).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +15,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::cache::VerifiedCache;
+use crate::cache::{Entry, VerifiedCache};
 use crate::claims::TokenPayload;
 use crate::error::TokenError;
 use crate::keys::VerifyingKey;
@@ -124,8 +125,22 @@ pub(crate) struct Rules {
 /// claims were refused. `Expired` keeps the claims, so a caller can tell
 /// "expired but genuine" (eligible for a refresh fallback) from a forgery.
 pub(crate) enum Checked {
-    Valid(TokenPayload),
-    Expired(TokenPayload),
+    Valid(Verified),
+    Expired(Arc<TokenPayload>),
+}
+
+/// The claims of a valid token, shared with the cache.
+pub(crate) struct Verified {
+    pub(crate) payload: Arc<TokenPayload>,
+    /// The token's cache entry (when the cache is on), which keeps custom claims.
+    pub(crate) entry: Option<Arc<Entry>>,
+}
+
+/// What the claims rules say of a token's dates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Validity {
+    Valid,
+    Expired,
 }
 
 pub(crate) struct Verifier<'k> {
@@ -134,7 +149,7 @@ pub(crate) struct Verifier<'k> {
     /// the index of the key they select: such a header needs no decoding or parsing.
     pub(crate) known_headers: &'k [(Vec<u8>, usize)],
     pub(crate) rules: &'k Rules,
-    /// Verified asymmetric tokens (`None` when only HMAC keys are configured).
+    /// Verified tokens (`None` when the cache is off).
     pub(crate) cache: Option<&'k VerifiedCache>,
 }
 
@@ -269,8 +284,24 @@ impl Verifier<'_> {
         if token.len() > self.rules.max_token_len {
             return Err(TokenError::TooLong);
         }
-        if let Some(payload) = self.cache.and_then(|c| c.get(token, now)) {
-            return self.rules.check(payload, now);
+        if let Some(cache) = self.cache
+            && let Some(entry) = cache.get(token)
+        {
+            // A token verified by a key no longer configured is verified again.
+            if self.keys.iter().any(|k| k.id == entry.key) {
+                // The same rules as below, with the same clock and leeway.
+                return match self.rules.check(&entry.payload, now)? {
+                    Validity::Valid => Ok(Checked::Valid(Verified {
+                        payload: Arc::clone(&entry.payload),
+                        entry: Some(entry),
+                    })),
+                    Validity::Expired => {
+                        cache.remove(token);
+                        Ok(Checked::Expired(Arc::clone(&entry.payload)))
+                    }
+                };
+            }
+            cache.remove(token);
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
         let key = self.key_for_header(header_b64)?;
@@ -292,13 +323,21 @@ impl Verifier<'_> {
         // 4. The payload, decoded and parsed once.
         let payload = with_decoded(payload_b64, parse_claims)?;
 
-        if key.is_asymmetric()
-            && let Some(cache) = self.cache
-        {
-            cache.insert(token, &payload, now);
-        }
         // 5. The registered claims.
-        self.rules.check(payload, now)
+        let validity = self.rules.check(&payload, now)?;
+        let payload = Arc::new(payload);
+        match validity {
+            Validity::Valid => {
+                // Only valid tokens are kept: never an expired or not-yet-valid one.
+                let entry = self.cache.map(|cache| {
+                    let entry = Arc::new(Entry::new(Arc::clone(&payload), key.id));
+                    cache.insert(token, Arc::clone(&entry));
+                    entry
+                });
+                Ok(Checked::Valid(Verified { payload, entry }))
+            }
+            Validity::Expired => Ok(Checked::Expired(payload)),
+        }
     }
 }
 
@@ -335,7 +374,8 @@ fn parse_claims(json: &[u8]) -> Result<TokenPayload, TokenError> {
 }
 
 impl Rules {
-    pub(crate) fn check(&self, payload: TokenPayload, now: u64) -> Result<Checked, TokenError> {
+    /// The registered-claims rules: the one check for cached and uncached tokens.
+    pub(crate) fn check(&self, payload: &TokenPayload, now: u64) -> Result<Validity, TokenError> {
         let latest = now.saturating_add(self.leeway);
         if payload.nbf.is_some_and(|nbf| nbf > latest) {
             return Err(TokenError::NotYetValid);
@@ -372,9 +412,9 @@ impl Rules {
             return Err(TokenError::Expired);
         }
         if payload.exp.saturating_add(self.leeway) < now {
-            return Ok(Checked::Expired(payload));
+            return Ok(Validity::Expired);
         }
-        Ok(Checked::Valid(payload))
+        Ok(Validity::Valid)
     }
 }
 
@@ -410,6 +450,117 @@ mod tests {
             b"a.b.c.",
         ] {
             assert_eq!(split(bad), Err(TokenError::Malformed), "{bad:?}");
+        }
+    }
+
+    mod cache {
+        use super::super::*;
+        use crate::keys::Key;
+
+        const NOW: u64 = 1_800_000_000;
+        const RULES: Rules = Rules {
+            leeway: 5,
+            issuer: None,
+            audience: None,
+            max_token_len: 8192,
+            max_session: None,
+        };
+
+        fn key(kid: &str, secret: u8) -> (Key, VerifyingKey) {
+            crate::keys::install_provider();
+            let key = Key::hs256([secret; 32]).kid(kid);
+            let prepared = key.prepare().unwrap();
+            (key, prepared)
+        }
+
+        fn sign(key: &Key, claims: &str) -> String {
+            let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+            header.kid = key.kid.clone();
+            let claims: serde_json::Value = serde_json::from_str(claims).unwrap();
+            jsonwebtoken::encode(&header, &claims, &key.encoding_key().unwrap()).unwrap()
+        }
+
+        fn token(key: &Key, exp: u64, nbf: Option<u64>) -> String {
+            let nbf = nbf.map_or(String::new(), |n| format!(r#","nbf":{n}"#));
+            sign(
+                key,
+                &format!(r#"{{"sub":"a","jti":"j","type":"access","iat":{NOW},"exp":{exp}{nbf}}}"#),
+            )
+        }
+
+        fn verifier<'k>(keys: &'k [VerifyingKey], cache: &'k VerifiedCache) -> Verifier<'k> {
+            Verifier {
+                keys,
+                known_headers: &[],
+                rules: &RULES,
+                cache: Some(cache),
+            }
+        }
+
+        fn is_valid(r: Result<Checked, TokenError>) -> bool {
+            matches!(r, Ok(Checked::Valid(_)))
+        }
+
+        #[test]
+        fn a_key_rotated_out_does_not_verify_through_the_cache() {
+            let (k1, p1) = key("k1", 1);
+            let (_, p2) = key("k2", 2);
+            let cache = VerifiedCache::new(16);
+            let t = token(&k1, NOW + 60, None);
+            let both = [p1, p2];
+            assert!(is_valid(verifier(&both, &cache).verify(t.as_bytes(), NOW)));
+            assert!(is_valid(verifier(&both, &cache).verify(t.as_bytes(), NOW)));
+            assert_eq!(cache.len(), 1);
+            // The key set without k1 (a rotation): the cached entry must not answer.
+            let [p1, p2] = both;
+            let rotated = [p2];
+            let r = verifier(&rotated, &cache).verify(t.as_bytes(), NOW);
+            assert_eq!(r.err(), Some(TokenError::UnsupportedAlgorithm));
+            assert_eq!(cache.len(), 0, "the stale entry was dropped");
+            // The invalidation hook drops a key's entries at once.
+            let again = [p1];
+            assert!(is_valid(verifier(&again, &cache).verify(t.as_bytes(), NOW)));
+            cache.forget_key(again[0].id);
+            assert_eq!(cache.len(), 0);
+        }
+
+        #[test]
+        fn only_valid_tokens_are_stored() {
+            let (k1, p1) = key("k1", 1);
+            let keys = [p1];
+            let cache = VerifiedCache::new(16);
+            let v = verifier(&keys, &cache);
+            let expired = token(&k1, NOW - 6, None);
+            assert!(matches!(
+                v.verify(expired.as_bytes(), NOW),
+                Ok(Checked::Expired(_))
+            ));
+            let early = token(&k1, NOW + 60, Some(NOW + 6));
+            assert_eq!(
+                v.verify(early.as_bytes(), NOW).err(),
+                Some(TokenError::NotYetValid)
+            );
+            assert_eq!(cache.len(), 0);
+            // Within the leeway both are valid, and stored.
+            assert!(is_valid(v.verify(expired.as_bytes(), NOW - 1)));
+            assert!(is_valid(v.verify(early.as_bytes(), NOW + 1)));
+            assert_eq!(cache.len(), 2);
+        }
+
+        #[test]
+        fn a_hit_checks_the_dates_again_with_the_leeway() {
+            let (k1, p1) = key("k1", 1);
+            let keys = [p1];
+            let cache = VerifiedCache::new(16);
+            let v = verifier(&keys, &cache);
+            let t = token(&k1, NOW + 10, None);
+            assert!(is_valid(v.verify(t.as_bytes(), NOW)));
+            assert!(is_valid(v.verify(t.as_bytes(), NOW + 15)), "exp + leeway");
+            assert!(matches!(
+                v.verify(t.as_bytes(), NOW + 16),
+                Ok(Checked::Expired(_))
+            ));
+            assert_eq!(cache.len(), 0, "an expired entry is dropped");
         }
     }
 }

@@ -41,7 +41,7 @@ async fn claims_extractor_with_default_and_custom_types() {
         .unwrap();
 
     let app = Router::new()
-        .route("/", get(|Claims(c): Claims| async move { c.sub }))
+        .route("/", get(|c: Claims| async move { c.sub.clone() }))
         .route_layer(auth.layer());
     assert_eq!(
         get_text(app, Some(&token)).await,
@@ -66,7 +66,7 @@ async fn claims_extractor_with_default_and_custom_types() {
 
 #[tokio::test]
 async fn missing_layer_is_a_500_naming_it_and_optional_is_none() {
-    let app = Router::new().route("/", get(|Claims(c): Claims| async move { c.sub }));
+    let app = Router::new().route("/", get(|c: Claims| async move { c.sub.clone() }));
     let (status, body) = get_text(app, None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("AuthLayer"), "{body}");
@@ -77,7 +77,7 @@ async fn missing_layer_is_a_500_naming_it_and_optional_is_none() {
             .route(
                 "/",
                 get(|c: Option<Claims>| async move {
-                    c.map_or("anonymous".to_owned(), |Claims(c)| c.sub)
+                    c.map_or("anonymous".to_owned(), |c| c.sub.clone())
                 }),
             )
             .route_layer(auth.layer().optional());

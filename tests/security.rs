@@ -138,7 +138,10 @@ async fn call(layer: &AuthLayer, req: Request<String>) -> Outcome {
             let (calls, seen) = (calls.clone(), seen.clone());
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
-                let claims = req.extensions().get::<TokenPayload>().cloned();
+                let claims = req
+                    .extensions()
+                    .get::<Arc<TokenPayload>>()
+                    .map(|c| TokenPayload::clone(c));
                 let presented = req
                     .extensions()
                     .get::<PresentedToken>()
@@ -2875,7 +2878,7 @@ async fn s10_14_liveness_after_hostile_inputs() {
     let c = calls.clone();
     let inner = service_fn(move |req: Request<String>| {
         c.fetch_add(1, Ordering::SeqCst);
-        let ok = req.extensions().get::<TokenPayload>().is_some();
+        let ok = req.extensions().get::<Arc<TokenPayload>>().is_some();
         async move { Ok::<_, Infallible>(Response::new(ok.to_string())) }
     });
     let svc = Layer::layer(&fx.auth.layer(), inner);

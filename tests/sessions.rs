@@ -73,7 +73,10 @@ impl Fixture {
             calls.fetch_add(1, Ordering::SeqCst);
             let auth = auth.clone();
             async move {
-                let claims = req.extensions().get::<TokenPayload>().cloned();
+                let claims = req
+                    .extensions()
+                    .get::<Arc<TokenPayload>>()
+                    .map(|c| TokenPayload::clone(c));
                 if req.uri().path() == "/revoke"
                     && let Some(claims) = &claims
                 {

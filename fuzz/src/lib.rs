@@ -191,7 +191,7 @@ pub fn recording_service(
         let auth = auth.clone();
         let seen = seen.clone();
         async move {
-            let claims = req.extensions().get::<TokenPayload>().cloned();
+            let claims = req.extensions().get::<std::sync::Arc<TokenPayload>>().map(|c| TokenPayload::clone(c));
             let presented = req
                 .extensions()
                 .get::<PresentedToken>()
