@@ -35,6 +35,9 @@ pub(crate) struct Signing {
 
 pub(crate) struct Inner {
     pub(crate) keys: Vec<VerifyingKey>,
+    /// Identity providers' key sets, each bound to its issuer.
+    #[cfg(feature = "jwks")]
+    pub(crate) remote: Vec<crate::jwks::RemoteIssuer>,
     pub(crate) known_headers: Vec<(Vec<u8>, usize)>,
     pub(crate) cache: Option<VerifiedCache>,
     pub(crate) signing: Option<Signing>,
@@ -180,6 +183,8 @@ impl JwtAuth {
             known_headers: &self.inner.known_headers,
             rules: &self.inner.rules,
             cache: self.inner.cache.as_ref(),
+            #[cfg(feature = "jwks")]
+            remote: &self.inner.remote,
         }
     }
 

@@ -253,6 +253,18 @@ enum KeyKind {
 }
 
 impl VerifyingKey {
+    /// A public key from a remote set, for one algorithm; `None` when the key does
+    /// not fit the algorithm.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn remote(kid: Option<String>, alg: Algorithm, key: DecodingKey) -> Option<Self> {
+        (PROVIDER.verifier_factory)(&alg, &key).ok()?;
+        Some(Self {
+            kid,
+            alg,
+            kind: KeyKind::Public(key),
+        })
+    }
+
     pub(crate) fn is_asymmetric(&self) -> bool {
         matches!(self.kind, KeyKind::Public(_))
     }

@@ -18,6 +18,9 @@ mod error;
 mod extract;
 mod future;
 mod issue;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+mod jwks;
 mod keys;
 mod layer;
 mod responder;
@@ -36,6 +39,8 @@ pub use extract::{Location, PresentedToken};
 pub use future::ResponseFuture;
 pub use issue::{Refreshed, TokenBuilder, TokenPair};
 pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "jwks")]
+pub use jwks::RemoteKeySet;
 pub use keys::Key;
 pub use layer::AuthLayer;
 pub use responder::{BearerResponder, JsonResponder, Protocol, Responder};

@@ -136,6 +136,9 @@ pub(crate) struct Verifier<'k> {
     pub(crate) rules: &'k Rules,
     /// Verified asymmetric tokens (`None` when only HMAC keys are configured).
     pub(crate) cache: Option<&'k VerifiedCache>,
+    /// Remote key sets, each bound to its issuer, asked after the configured keys.
+    #[cfg(feature = "jwks")]
+    pub(crate) remote: &'k [crate::jwks::RemoteIssuer],
 }
 
 /// The encoded headers worth recognising without parsing: `jsonwebtoken`'s field
@@ -167,6 +170,8 @@ pub(crate) fn known_headers(keys: &[VerifyingKey]) -> Vec<(Vec<u8>, usize)> {
                 known_headers: &[],
                 rules: &NO_RULES,
                 cache: None,
+                #[cfg(feature = "jwks")]
+                remote: &[],
             };
             if let Ok(selected) = verifier.key_for_header(&encoded) {
                 let index = keys.iter().position(|k| std::ptr::eq(k, selected));
@@ -188,6 +193,35 @@ static NO_RULES: Rules = Rules {
     max_token_len: 0,
     max_session: None,
 };
+
+const HEADER_BUF: usize = MAX_HEADER_B64 * 3 / 4 + 3;
+
+/// Decodes and parses a JOSE header: bounded in size, parsed with serde's recursion
+/// limit, strictly (see [`JoseHeader`]).
+fn parse_header<'b>(
+    header_b64: &[u8],
+    header_buf: &'b mut [u8; HEADER_BUF],
+) -> Result<JoseHeader<'b>, TokenError> {
+    if header_b64.len() > MAX_HEADER_B64 {
+        return Err(TokenError::Malformed);
+    }
+    let header_json = decode_into(header_b64, header_buf)?;
+    // serde_json skips ignored members without checking their UTF-8, and a derived
+    // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
+    let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;
+    if !header_json
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return Err(TokenError::Malformed);
+    }
+    let header: JoseHeader<'_> =
+        serde_json::from_str(header_json).map_err(|_| TokenError::Malformed)?;
+    if header.unsupported {
+        return Err(TokenError::UnsupportedHeader);
+    }
+    Ok(header)
+}
 
 /// Splits a compact JWS into its three base64url parts, or refuses it.
 /// The three base64url parts of a compact JWS: header, payload, signature.
@@ -241,25 +275,8 @@ impl Verifier<'_> {
                     .ok_or(TokenError::UnsupportedAlgorithm);
             }
         }
-        if header_b64.len() > MAX_HEADER_B64 {
-            return Err(TokenError::Malformed);
-        }
-        let mut header_buf = [0u8; MAX_HEADER_B64 * 3 / 4 + 3];
-        let header_json = decode_into(header_b64, &mut header_buf)?;
-        // serde_json skips ignored members without checking their UTF-8, and a derived
-        // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
-        let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;
-        if !header_json
-            .trim_start_matches([' ', '\t', '\n', '\r'])
-            .starts_with('{')
-        {
-            return Err(TokenError::Malformed);
-        }
-        let header: JoseHeader<'_> =
-            serde_json::from_str(header_json).map_err(|_| TokenError::Malformed)?;
-        if header.unsupported {
-            return Err(TokenError::UnsupportedHeader);
-        }
+        let mut header_buf = [0u8; HEADER_BUF];
+        let header = parse_header(header_b64, &mut header_buf)?;
         // The key comes from configuration, matched by the header's alg and kid.
         self.select(header.alg, header.kid.as_deref())
     }
@@ -273,7 +290,15 @@ impl Verifier<'_> {
             return self.rules.check(payload, now);
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let key = self.key_for_header(header_b64)?;
+        let key = match self.key_for_header(header_b64) {
+            Ok(key) => key,
+            // No configured key: the token may be an identity provider's.
+            #[cfg(feature = "jwks")]
+            Err(TokenError::UnsupportedAlgorithm) if !self.remote.is_empty() => {
+                return self.verify_remote(token, (header_b64, payload_b64, signature_b64), now);
+            }
+            Err(e) => return Err(e),
+        };
 
         // 3. The signature over the raw signing input.
         if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
@@ -299,6 +324,76 @@ impl Verifier<'_> {
         }
         // 5. The registered claims.
         self.rules.check(payload, now)
+    }
+}
+
+#[cfg(feature = "jwks")]
+impl Verifier<'_> {
+    /// Verifies a token with the key its header names in a remote set, then its
+    /// claims with that set's rules (its issuer, its audience). An unknown `kid`
+    /// asks the sets for a refresh (at most once per cooldown) and is refused now.
+    /// Remote tokens are not put in the verified-token cache.
+    fn verify_remote(
+        &self,
+        token: &[u8],
+        parts: Parts<'_>,
+        now: u64,
+    ) -> Result<Checked, TokenError> {
+        use crate::jwks::Miss;
+        let (header_b64, payload_b64, signature_b64) = parts;
+        let mut header_buf = [0u8; HEADER_BUF];
+        let header = parse_header(header_b64, &mut header_buf)?;
+        if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
+            return Err(TokenError::InvalidSignature);
+        }
+        let signing_input = token
+            .get(..header_b64.len() + 1 + payload_b64.len())
+            .ok_or(TokenError::Malformed)?;
+        let (mut unavailable, mut unknown) = (false, false);
+        for issuer in self.remote {
+            let verified = issuer
+                .set
+                .with_key(header.kid.as_deref(), header.alg, |key| {
+                    with_decoded(signature_b64, |signature| {
+                        Ok(key.verify(signing_input, signature))
+                    })
+                });
+            match verified {
+                Ok(valid) => {
+                    if !valid? {
+                        return Err(TokenError::InvalidSignature);
+                    }
+                    let mut payload = with_decoded(payload_b64, parse_foreign_claims)?;
+                    if payload.jti.is_empty() {
+                        payload.jti = crate::jwks::token_id(token);
+                    }
+                    return issuer.rules.check(payload, now);
+                }
+                Err(Miss::Unavailable) => unavailable = true,
+                Err(Miss::UnknownKid) => unknown = true,
+                Err(Miss::WrongAlgorithm) => {}
+            }
+        }
+        if unknown {
+            for issuer in self.remote {
+                // The fetch is started now; this request does not wait for it.
+                drop(issuer.set.refresh_for_unknown_kid());
+            }
+        }
+        Err(if unavailable {
+            TokenError::KeysUnavailable
+        } else {
+            TokenError::UnsupportedAlgorithm
+        })
+    }
+}
+
+#[cfg(feature = "jwks")]
+fn parse_foreign_claims(json: &[u8]) -> Result<TokenPayload, TokenError> {
+    match serde_json::from_slice::<crate::claims::ForeignPayload>(json) {
+        Ok(payload) => Ok(payload.0),
+        Err(e) if e.is_data() => Err(TokenError::InvalidClaims),
+        Err(_) => Err(TokenError::Malformed),
     }
 }
 
