@@ -158,7 +158,8 @@ impl KeySet {
         let target = {
             let mut control = self.shared.control.lock().ok()?;
             match control.demand_target {
-                Some(target) => target,
+                // A fetch is already asked for: share it.
+                Some(target) => return Some(self.finished_fetch(target)),
                 None => {
                     let now = Instant::now();
                     let cooling = control.last_demand.is_some_and(|t| {
