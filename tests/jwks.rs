@@ -331,7 +331,8 @@ async fn starts_with_the_provider_down_and_retries_within_the_cooldown() {
             .refresh_cooldown(Duration::from_millis(400)),
     );
     let token = key.sign(&claims(ISS, "a"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Long enough for an uncapped backoff to grow past the cooldown.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(verify(&auth, &token), Err(AuthError::KeysUnavailable));
 
     // Through the layer: 503, and gRPC UNAVAILABLE.
