@@ -2,7 +2,6 @@
 //! Set (and an OpenID Connect discovery document), rotates keys, goes slow, goes
 //! down, redirects, names another issuer, and counts what it is asked.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
