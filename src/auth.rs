@@ -188,6 +188,40 @@ impl JwtAuth {
         }
     }
 
+    /// The JWK Set of the configured asymmetric verification keys, to publish (for
+    /// example at `/.well-known/jwks.json`) so that other services verify this one's
+    /// tokens without a shared secret: public parts only, each with its `kid` (the
+    /// RFC 7638 thumbprint when the key has none), `alg` and `use: "sig"`. HMAC keys
+    /// are never included.
+    ///
+    /// A token carries the `kid` of its signing key only when the key was given one
+    /// ([`Key::kid`](crate::Key::kid)); give it one so verifiers can pick the key.
+    ///
+    /// ```
+    /// use tower_jwt_auth::{Algorithm, JwtAuth, Key};
+    ///
+    /// let private = std::fs::read("tests/keys/ec_private.pem")?;
+    /// let public = std::fs::read("tests/keys/ec_public.pem")?;
+    /// let auth = JwtAuth::builder()
+    ///     .signing_key(Key::pem_pair(Algorithm::ES256, private, public).kid("2026-11"))
+    ///     .build()?;
+    /// let jwks = serde_json::to_value(auth.jwks())?;
+    /// assert_eq!(jwks["keys"][0]["kid"], "2026-11");
+    /// assert_eq!(jwks["keys"][0]["use"], "sig");
+    /// assert!(jwks["keys"][0].get("d").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        jsonwebtoken::jwk::JwkSet {
+            keys: self
+                .inner
+                .keys
+                .iter()
+                .filter_map(VerifyingKey::public_jwk)
+                .collect(),
+        }
+    }
+
     /// Verifies a token's signature, claims and type, without the revocation check.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<TokenPayload, AuthError> {
         match self.verifier().verify(token.as_bytes(), self.now())? {

@@ -265,6 +265,22 @@ impl VerifyingKey {
         })
     }
 
+    /// The public JWK of an asymmetric key (`None` for HMAC): `kid` (its own, or the
+    /// RFC 7638 thumbprint), `alg`, `use: "sig"`.
+    pub(crate) fn public_jwk(&self) -> Option<jsonwebtoken::jwk::Jwk> {
+        use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
+        let KeyKind::Public(key) = &self.kind else {
+            return None;
+        };
+        let mut jwk = Jwk::from_decoding_key(key, Some(self.alg)).ok()?;
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_id = match &self.kid {
+            Some(kid) => Some(kid.clone()),
+            None => Some(jwk.thumbprint(ThumbprintHash::SHA256).ok()?),
+        };
+        Some(jwk)
+    }
+
     pub(crate) fn is_asymmetric(&self) -> bool {
         matches!(self.kind, KeyKind::Public(_))
     }

@@ -615,3 +615,51 @@ async fn only_public_signature_keys_and_their_own_algorithm() {
         "algorithm mismatches fetch nothing; unknown kids once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_this_crate_verifies_elsewhere_through_its_published_set_alone() {
+    use tower_jwt_auth::Key;
+    let pem = |name: &str| {
+        std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let issuer = JwtAuth::builder()
+        .signing_key(
+            Key::pem_pair(
+                Algorithm::ES256,
+                pem("ec_private.pem"),
+                pem("ec_public.pem"),
+            )
+            .kid("q1"),
+        )
+        .verification_key(Key::public_pem(Algorithm::RS256, pem("rsa_public.pem")))
+        .issuer(ISS)
+        .build()
+        .unwrap();
+    let published = issuer.jwks();
+    let json = serde_json::to_value(&published).unwrap();
+    assert_eq!(json["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(json["keys"][0]["kid"], "q1");
+    assert_eq!(json["keys"][0]["alg"], "ES256");
+    assert_eq!(json["keys"][0]["use"], "sig");
+    assert!(json["keys"][0].get("d").is_none(), "public parts only");
+    // A key without kid is published under its RFC 7638 thumbprint.
+    let thumbprint = json["keys"][1]["kid"].as_str().unwrap();
+    assert_eq!(thumbprint.len(), 43, "{thumbprint}");
+
+    let provider = Provider::start(&published).await;
+    let resource_server = build(remote(&provider.jwks_url()).issuer(ISS));
+    let token = issuer.token_pair("alice").unwrap().access_token;
+    assert_eq!(
+        when_loaded(&resource_server, &token).await.as_deref(),
+        Ok("alice")
+    );
+
+    let hmac_only = JwtAuth::builder()
+        .hs256(b"an example secret of thirty-two bytes!")
+        .build()
+        .unwrap();
+    assert!(
+        hmac_only.jwks().keys.is_empty(),
+        "secrets are never published"
+    );
+}
