@@ -66,6 +66,11 @@ pub fn app(auth: JwtAuth) -> Router {
         .route_layer(auth.layer().refresh());
     Router::new()
         .route("/", get(index))
+        // The public keys (asymmetric JWT_ALGORITHM), for other services to verify ours.
+        .route(
+            "/.well-known/jwks.json",
+            get(|State(auth): State<JwtAuth>| async move { Json(auth.jwks()) }),
+        )
         .route("/login", post(login))
         .route("/session", post(start_session))
         .merge(protected)

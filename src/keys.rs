@@ -198,6 +198,22 @@ impl Key {
     }
 }
 
+/// The RFC 7638 thumbprint (SHA-256) of a public PEM key, if it reads as `alg`'s.
+pub(crate) fn thumbprint(alg: Algorithm, public_pem: &[u8]) -> Option<String> {
+    install_provider();
+    let key = match alg.family() {
+        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(public_pem),
+        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(public_pem),
+        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(public_pem),
+        AlgorithmFamily::Hmac => return None,
+    }
+    .ok()?;
+    jsonwebtoken::jwk::Jwk::from_decoding_key(&key, Some(alg))
+        .ok()?
+        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .ok()
+}
+
 pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
     match alg {
         Algorithm::HS256 => "HS256",
