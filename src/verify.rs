@@ -350,6 +350,9 @@ impl Verifier<'_> {
             .get(..header_b64.len() + 1 + payload_b64.len())
             .ok_or(TokenError::Malformed)?;
         let (mut unavailable, mut unknown) = (false, false);
+        // Two issuers may publish the same `kid`: a set whose key does not verify the
+        // token, or whose issuer is not the token's, leaves it to the next set.
+        let mut refused = None;
         for issuer in self.remote {
             let verified = issuer
                 .set
@@ -359,20 +362,25 @@ impl Verifier<'_> {
                     })
                 });
             match verified {
-                Ok(valid) => {
-                    if !valid? {
-                        return Err(TokenError::InvalidSignature);
-                    }
+                Ok(Ok(true)) => {
                     let mut payload = with_decoded(payload_b64, parse_foreign_claims)?;
                     if payload.jti.is_empty() {
                         payload.jti = crate::jwks::token_id(token);
                     }
-                    return issuer.rules.check(payload, now);
+                    match issuer.rules.check(payload, now) {
+                        Err(TokenError::InvalidIssuer) => refused = Some(TokenError::InvalidIssuer),
+                        checked => return checked,
+                    }
                 }
+                Ok(Ok(false)) => refused = refused.or(Some(TokenError::InvalidSignature)),
+                Ok(Err(e)) => return Err(e),
                 Err(Miss::Unavailable) => unavailable = true,
                 Err(Miss::UnknownKid) => unknown = true,
                 Err(Miss::WrongAlgorithm) => {}
             }
+        }
+        if let Some(error) = refused {
+            return Err(error);
         }
         if unknown {
             for issuer in self.remote {

@@ -663,3 +663,33 @@ async fn a_token_of_this_crate_verifies_elsewhere_through_its_published_set_alon
         "secrets are never published"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuers_sharing_a_kid_each_verify_their_own_tokens() {
+    let a = SigningKey::new(Algorithm::RS256, "shared");
+    let b = SigningKey::attacker("shared");
+    let pa = Provider::start(&set(&[&a])).await;
+    let pb = Provider::start(&set(&[&b])).await;
+    let auth = JwtAuth::builder()
+        .remote_keys(remote(&pa.jwks_url()).issuer("https://a"))
+        .remote_keys(remote(&pb.jwks_url()).issuer("https://b"))
+        .build()
+        .unwrap();
+    assert_eq!(
+        when_loaded(&auth, &a.sign(&claims("https://a", "x")))
+            .await
+            .as_deref(),
+        Ok("x")
+    );
+    assert_eq!(
+        when_loaded(&auth, &b.sign(&claims("https://b", "y")))
+            .await
+            .as_deref(),
+        Ok("y")
+    );
+    assert_eq!(
+        verify(&auth, &b.sign(&claims("https://a", "y"))),
+        Err(AuthError::InvalidToken(TokenError::InvalidIssuer)),
+        "B's key still cannot vouch for A's tokens"
+    );
+}
