@@ -693,3 +693,23 @@ async fn issuers_sharing_a_kid_each_verify_their_own_tokens() {
         "B's key still cannot vouch for A's tokens"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_is_honoured_within_bounds() {
+    let key = SigningKey::new(Algorithm::RS256, "k");
+    // `no-store` asks for a fetch on every use: held to one per cooldown (300 ms).
+    let eager = Provider::start(&set(&[&key])).await;
+    eager.set_cache_control("no-store");
+    let _auth = build(remote(&eager.jwks_url()));
+    // A day-long max-age is cut to the configured max age (400 ms).
+    let lazy = Provider::start(&set(&[&key])).await;
+    lazy.set_cache_control("max-age=86400");
+    let _auth2 = build(remote(&lazy.jwks_url()).cache_max_age(Duration::from_millis(400)));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (e, l) = (eager.jwks_fetches(), lazy.jwks_fetches());
+    assert!(
+        (3..=5).contains(&e),
+        "no-store: one fetch per cooldown, not a loop: {e}"
+    );
+    assert!((2..=4).contains(&l), "max-age capped by cache_max_age: {l}");
+}
