@@ -188,6 +188,16 @@ impl JwtAuth {
         }
     }
 
+    /// The verifier of this crate's own tokens only (static keys): cookies, implicit
+    /// refresh and rotation are for them, never for an identity provider's tokens.
+    pub(crate) fn own_verifier(&self) -> Verifier<'_> {
+        Verifier {
+            #[cfg(feature = "jwks")]
+            remote: &[],
+            ..self.verifier()
+        }
+    }
+
     /// The JWK Set of the configured asymmetric verification keys, to publish (for
     /// example at `/.well-known/jwks.json`) so that other services verify this one's
     /// tokens without a shared secret: public parts only, each with its `kid` (the

@@ -713,3 +713,41 @@ async fn max_age_is_honoured_within_bounds() {
     );
     assert!((2..=4).contains(&l), "max-age capped by cache_max_age: {l}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_tokens_are_bearer_only_never_cookies() {
+    let key = SigningKey::new(Algorithm::ES256, "k");
+    let provider = Provider::start(&set(&[&key])).await;
+    let auth = JwtAuth::builder()
+        .hs256(b"an example secret of thirty-two bytes!")
+        .remote_keys(remote(&provider.jwks_url()).issuer(ISS))
+        .build()
+        .unwrap();
+    // Expiring within the implicit-refresh window: as a cookie it would be re-issued
+    // as this crate's own token, outliving the provider's `exp`.
+    let mut soon = claims(ISS, "alice");
+    soon["exp"] = json!(soon["iat"].as_u64().unwrap() + 60);
+    let token = key.sign(&soon);
+    assert!(when_loaded(&auth, &token).await.is_ok());
+    use tower::Layer;
+    let svc = auth
+        .layer()
+        .layer(tower::service_fn(|_req: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        }));
+    let bearer = Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap();
+    assert_eq!(
+        svc.clone().oneshot(bearer).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let cookie = Request::get("/")
+        .header("cookie", format!("__Host-access_token={token}"))
+        .body(String::new())
+        .unwrap();
+    let res = svc.clone().oneshot(cookie).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get("set-cookie").is_none(), "never re-issued");
+}
