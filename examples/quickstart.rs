@@ -64,6 +64,11 @@ pub fn app(auth: JwtAuth) -> Router {
         .route_layer(auth.layer().refresh());
     Router::new()
         .route("/", get(index))
+        // The public keys (asymmetric JWT_ALGORITHM), for other services to verify ours.
+        .route(
+            "/.well-known/jwks.json",
+            get(|State(auth): State<JwtAuth>| async move { Json(auth.jwks()) }),
+        )
         .route("/login", post(login))
         .route("/session", post(start_session))
         .route("/healthz", get(healthz))
@@ -218,7 +223,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// Builds the `JwtAuth` from the environment, generating a secret when none is set.
 pub async fn auth_from_env() -> Result<JwtAuth, Box<dyn std::error::Error>> {
     let mut builder = JwtAuth::builder().from_env()?;
-    if std::env::var_os("JWT_SECRET_KEY").is_none() {
+    // A generated secret only when no key at all is configured (an asymmetric
+    // JWT_ALGORITHM brings JWT_PRIVATE_KEY instead).
+    if std::env::var_os("JWT_SECRET_KEY").is_none() && std::env::var_os("JWT_PRIVATE_KEY").is_none()
+    {
         let secret: String = (0..2)
             .map(|_| uuid::Uuid::new_v4().simple().to_string())
             .collect();

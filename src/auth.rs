@@ -36,6 +36,9 @@ pub(crate) struct Signing {
 
 pub(crate) struct Inner {
     pub(crate) keys: Vec<VerifyingKey>,
+    /// Identity providers' key sets, each bound to its issuer.
+    #[cfg(feature = "jwks")]
+    pub(crate) remote: Vec<crate::jwks::RemoteIssuer>,
     pub(crate) known_headers: Vec<(Vec<u8>, usize)>,
     pub(crate) cache: Option<VerifiedCache>,
     pub(crate) signing: Option<Signing>,
@@ -181,6 +184,52 @@ impl JwtAuth {
             known_headers: &self.inner.known_headers,
             rules: &self.inner.rules,
             cache: self.inner.cache.as_ref(),
+            #[cfg(feature = "jwks")]
+            remote: &self.inner.remote,
+        }
+    }
+
+    /// The verifier of this crate's own tokens only (static keys): cookies, implicit
+    /// refresh and rotation are for them, never for an identity provider's tokens.
+    pub(crate) fn own_verifier(&self) -> Verifier<'_> {
+        Verifier {
+            #[cfg(feature = "jwks")]
+            remote: &[],
+            ..self.verifier()
+        }
+    }
+
+    /// The JWK Set of the configured asymmetric verification keys, to publish (for
+    /// example at `/.well-known/jwks.json`) so that other services verify this one's
+    /// tokens without a shared secret: public parts only, each with its `kid` (the
+    /// RFC 7638 thumbprint when the key has none), `alg` and `use: "sig"`. HMAC keys
+    /// are never included.
+    ///
+    /// A token carries the `kid` of its signing key only when the key was given one
+    /// ([`Key::kid`](crate::Key::kid)); give it one so verifiers can pick the key.
+    ///
+    /// ```
+    /// use tower_jwt_auth::{Algorithm, JwtAuth, Key};
+    ///
+    /// let private = std::fs::read("tests/keys/ec_private.pem")?;
+    /// let public = std::fs::read("tests/keys/ec_public.pem")?;
+    /// let auth = JwtAuth::builder()
+    ///     .signing_key(Key::pem_pair(Algorithm::ES256, private, public).kid("2026-11"))
+    ///     .build()?;
+    /// let jwks = serde_json::to_value(auth.jwks())?;
+    /// assert_eq!(jwks["keys"][0]["kid"], "2026-11");
+    /// assert_eq!(jwks["keys"][0]["use"], "sig");
+    /// assert!(jwks["keys"][0].get("d").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        jsonwebtoken::jwk::JwkSet {
+            keys: self
+                .inner
+                .keys
+                .iter()
+                .filter_map(VerifyingKey::public_jwk)
+                .collect(),
         }
     }
 

@@ -175,18 +175,21 @@ impl JwtAuth {
         };
         let from_cookie = presented.location() == Location::Cookie;
         let now = self.now();
-        let checked = self
-            .verifier()
-            .verify(presented.as_bytes(), now)
-            .map_err(|e| {
-                if presented.location() == Location::Header
-                    && !extract::is_b64token(presented.as_bytes())
-                {
-                    AuthError::from(InvalidRequest::MalformedAuthorization)
-                } else {
-                    AuthError::from(e)
-                }
-            })?;
+        // A cookie carries this crate's own tokens only (it may be re-issued).
+        let verifier = if from_cookie {
+            self.own_verifier()
+        } else {
+            self.verifier()
+        };
+        let checked = verifier.verify(presented.as_bytes(), now).map_err(|e| {
+            if presented.location() == Location::Header
+                && !extract::is_b64token(presented.as_bytes())
+            {
+                AuthError::from(InvalidRequest::MalformedAuthorization)
+            } else {
+                AuthError::from(e)
+            }
+        })?;
         let (payload, entry) = match checked {
             Checked::Valid(v) => (v.payload, v.entry),
             // Only a genuine, expired access cookie may fall back (never a forged one).

@@ -116,6 +116,8 @@ pub struct JwtAuthBuilder {
     cache_capacity: usize,
     max_session: Option<u64>,
     query_parameter: String,
+    #[cfg(feature = "jwks")]
+    remote: Vec<crate::jwks::RemoteKeySet>,
 }
 
 impl Default for JwtAuthBuilder {
@@ -145,6 +147,8 @@ impl Default for JwtAuthBuilder {
             cache_capacity: 10_000,
             max_session: None,
             query_parameter: "token".into(),
+            #[cfg(feature = "jwks")]
+            remote: Vec::new(),
         }
     }
 }
@@ -403,6 +407,16 @@ impl JwtAuthBuilder {
         self
     }
 
+    /// Verifies tokens of an identity provider with its remote key set, beside the
+    /// configured keys (which are tried first). Call once per issuer; a token is only
+    /// verified with the keys of the set bound to its `iss`. See [`RemoteKeySet`](crate::RemoteKeySet).
+    #[cfg(feature = "jwks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+    pub fn remote_keys(mut self, set: crate::jwks::RemoteKeySet) -> Self {
+        self.remote.push(set);
+        self
+    }
+
     /// Checks the configuration and prepares the keys.
     pub fn build(self) -> Result<JwtAuth, ConfigError> {
         keys::install_provider();
@@ -438,7 +452,11 @@ impl JwtAuthBuilder {
             }
             verifying.push(prepared);
         }
-        if verifying.is_empty() {
+        #[cfg(feature = "jwks")]
+        let no_remote = self.remote.is_empty();
+        #[cfg(not(feature = "jwks"))]
+        let no_remote = true;
+        if verifying.is_empty() && no_remote {
             return Err(ConfigError::NoKey);
         }
         if self.access_ttl == 0 || self.refresh_ttl == 0 {
@@ -469,19 +487,28 @@ impl JwtAuthBuilder {
                 "realm must be printable ASCII without quotes",
             ));
         }
+        let rules = Rules {
+            leeway: self.leeway,
+            issuer: self.issuer,
+            audience: self.audience,
+            max_token_len: self.max_token_len,
+            max_session: self.max_session,
+        };
+        #[cfg(feature = "jwks")]
+        let remote = self
+            .remote
+            .into_iter()
+            .map(|set| set.start(&rules))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(JwtAuth {
             inner: Arc::new(Inner {
+                #[cfg(feature = "jwks")]
+                remote,
                 cache: (self.cache_capacity > 0).then(|| VerifiedCache::new(self.cache_capacity)),
                 known_headers: crate::verify::known_headers(&verifying),
                 keys: verifying,
                 signing,
-                rules: Rules {
-                    leeway: self.leeway,
-                    issuer: self.issuer,
-                    audience: self.audience,
-                    max_token_len: self.max_token_len,
-                    max_session: self.max_session,
-                },
+                rules,
                 access_ttl: self.access_ttl,
                 refresh_ttl: self.refresh_ttl,
                 locations: self.locations,

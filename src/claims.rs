@@ -341,73 +341,124 @@ fn set<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> R
 
 impl<'de> Deserialize<'de> for TokenPayload {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TokenPayload;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JWT claims object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TokenPayload, A::Error> {
-                let (mut sub, mut jti, mut ty, mut fresh, mut csrf) =
-                    (None, None, None, None, None);
-                let (mut iat, mut nbf, mut exp) = (None, None, None);
-                let (mut iss, mut aud, mut scopes, mut family) = (None, None, None, None);
-                let mut auth_time = None;
-                let mut extra = Map::new();
-                while let Some(key) = map.next_key::<Field>()? {
-                    match key {
-                        Field::Sub => set(&mut sub, map.next_value::<String>()?, "sub")?,
-                        Field::Jti => set(&mut jti, map.next_value::<String>()?, "jti")?,
-                        Field::Type => set(&mut ty, map.next_value::<TokenType>()?, "type")?,
-                        Field::Fresh => set(&mut fresh, map.next_value::<bool>()?, "fresh")?,
-                        Field::Csrf => set(&mut csrf, map.next_value::<String>()?, "csrf")?,
-                        Field::Iat => set(&mut iat, map.next_value::<NumericDate>()?.0, "iat")?,
-                        Field::Nbf => set(&mut nbf, map.next_value::<NumericDate>()?.0, "nbf")?,
-                        Field::Exp => set(&mut exp, map.next_value::<NumericDate>()?.0, "exp")?,
-                        Field::Iss => set(&mut iss, map.next_value::<String>()?, "iss")?,
-                        Field::Aud => set(&mut aud, map.next_value::<Audience>()?.0, "aud")?,
-                        Field::Scopes => {
-                            set(&mut scopes, map.next_value::<Vec<String>>()?, "scopes")?
-                        }
-                        Field::Family => set(&mut family, map.next_value::<String>()?, "fam")?,
-                        Field::AuthTime => set(
-                            &mut auth_time,
-                            map.next_value::<NumericDate>()?.0,
-                            "auth_time",
-                        )?,
-                        Field::Other(name) => {
-                            let value = map.next_value::<Value>()?;
-                            if extra.insert(name, value).is_some() {
-                                return Err(de::Error::custom("duplicate claim"));
-                            }
-                        }
+        d.deserialize_map(PayloadVisitor { foreign: false })
+    }
+}
+
+/// The claims of a token another issuer signed (an identity provider's): no `type`,
+/// `fresh` or `csrf` of this crate. It is an access token; `jti` and `iat` are
+/// optional (an empty `jti` is replaced by the verifier); scopes come from `scope`
+/// (space-separated) or `scp` (string or array) when `scopes` is absent; a `type`
+/// claim is kept in `extra`, never read as this crate's token type.
+#[cfg(feature = "jwks")]
+pub(crate) struct ForeignPayload(pub(crate) TokenPayload);
+
+#[cfg(feature = "jwks")]
+impl<'de> Deserialize<'de> for ForeignPayload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PayloadVisitor { foreign: true })
+            .map(ForeignPayload)
+    }
+}
+
+#[cfg(feature = "jwks")]
+fn foreign_scopes(extra: &Map<String, Value>) -> Option<Vec<String>> {
+    let split = |s: &str| s.split_ascii_whitespace().map(str::to_owned).collect();
+    match extra.get("scope").or_else(|| extra.get("scp"))? {
+        Value::String(s) => Some(split(s)),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+struct PayloadVisitor {
+    foreign: bool,
+}
+
+impl<'de> Visitor<'de> for PayloadVisitor {
+    type Value = TokenPayload;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TokenPayload, A::Error> {
+        let (mut sub, mut jti, mut ty, mut fresh, mut csrf) = (None, None, None, None, None);
+        let (mut iat, mut nbf, mut exp) = (None, None, None);
+        let (mut iss, mut aud, mut scopes, mut family) = (None, None, None, None);
+        let mut auth_time = None;
+        let mut extra = Map::new();
+        while let Some(key) = map.next_key::<Field>()? {
+            // A provider's `type`/`fresh`/`csrf` mean nothing here: kept as
+            // extra claims, never read as this crate's.
+            let key = match key {
+                Field::Type if self.foreign => Field::Other("type".into()),
+                Field::Fresh if self.foreign => Field::Other("fresh".into()),
+                Field::Csrf if self.foreign => Field::Other("csrf".into()),
+                key => key,
+            };
+            match key {
+                Field::Sub => set(&mut sub, map.next_value::<String>()?, "sub")?,
+                Field::Jti => set(&mut jti, map.next_value::<String>()?, "jti")?,
+                Field::Type => set(&mut ty, map.next_value::<TokenType>()?, "type")?,
+                Field::Fresh => set(&mut fresh, map.next_value::<bool>()?, "fresh")?,
+                Field::Csrf => set(&mut csrf, map.next_value::<String>()?, "csrf")?,
+                Field::Iat => set(&mut iat, map.next_value::<NumericDate>()?.0, "iat")?,
+                Field::Nbf => set(&mut nbf, map.next_value::<NumericDate>()?.0, "nbf")?,
+                Field::Exp => set(&mut exp, map.next_value::<NumericDate>()?.0, "exp")?,
+                Field::Iss => set(&mut iss, map.next_value::<String>()?, "iss")?,
+                Field::Aud => set(&mut aud, map.next_value::<Audience>()?.0, "aud")?,
+                Field::Scopes => set(&mut scopes, map.next_value::<Vec<String>>()?, "scopes")?,
+                Field::Family => set(&mut family, map.next_value::<String>()?, "fam")?,
+                Field::AuthTime => set(
+                    &mut auth_time,
+                    map.next_value::<NumericDate>()?.0,
+                    "auth_time",
+                )?,
+                Field::Other(name) => {
+                    let value = map.next_value::<Value>()?;
+                    if extra.insert(name, value).is_some() {
+                        return Err(de::Error::custom("duplicate claim"));
                     }
                 }
-                // Revocation keys are built from these: an empty id would be shared by
-                // every token that has one.
-                let jti: String = jti.ok_or_else(|| de::Error::missing_field("jti"))?;
-                if jti.is_empty() || family.as_ref().is_some_and(String::is_empty) {
-                    return Err(de::Error::custom("empty jti or fam"));
-                }
-                Ok(TokenPayload {
-                    sub: sub.ok_or_else(|| de::Error::missing_field("sub"))?,
-                    jti,
-                    token_type: ty.ok_or_else(|| de::Error::missing_field("type"))?,
-                    fresh: fresh.unwrap_or(false),
-                    csrf,
-                    iat: iat.ok_or_else(|| de::Error::missing_field("iat"))?,
-                    nbf,
-                    exp: exp.ok_or_else(|| de::Error::missing_field("exp"))?,
-                    iss,
-                    aud,
-                    scopes,
-                    family,
-                    auth_time,
-                    extra,
-                })
             }
         }
-        d.deserialize_map(V)
+        // Revocation keys are built from these: an empty id would be shared by
+        // every token that has one.
+        if self.foreign {
+            // The verifier gives a token without `jti` one of its own.
+            jti = Some(jti.unwrap_or_default());
+            ty = Some(TokenType::Access);
+            iat = Some(iat.unwrap_or(0));
+            #[cfg(feature = "jwks")]
+            if scopes.is_none() {
+                scopes = foreign_scopes(&extra);
+            }
+        }
+        let jti: String = jti.ok_or_else(|| de::Error::missing_field("jti"))?;
+        if (jti.is_empty() && !self.foreign) || family.as_ref().is_some_and(String::is_empty) {
+            return Err(de::Error::custom("empty jti or fam"));
+        }
+        Ok(TokenPayload {
+            sub: sub.ok_or_else(|| de::Error::missing_field("sub"))?,
+            jti,
+            token_type: ty.ok_or_else(|| de::Error::missing_field("type"))?,
+            fresh: fresh.unwrap_or(false),
+            csrf,
+            iat: iat.ok_or_else(|| de::Error::missing_field("iat"))?,
+            nbf,
+            exp: exp.ok_or_else(|| de::Error::missing_field("exp"))?,
+            iss,
+            aud,
+            scopes,
+            family,
+            auth_time,
+            extra,
+        })
     }
 }
 

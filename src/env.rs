@@ -92,7 +92,15 @@ impl JwtAuthBuilder {
             let public = var("JWT_PUBLIC_KEY")?
                 .ok_or_else(|| bad("JWT_PUBLIC_KEY", "required for asymmetric algorithms"))?;
             b = match var("JWT_PRIVATE_KEY")? {
-                Some(private) => b.signing_key(Key::pem_pair(alg, private, public)),
+                // Tokens carry the key's RFC 7638 thumbprint as `kid`, the id
+                // `JwtAuth::jwks` publishes it under.
+                Some(private) => {
+                    let key = Key::pem_pair(alg, private, public.as_bytes());
+                    match crate::keys::thumbprint(alg, public.as_bytes()) {
+                        Some(kid) => b.signing_key(key.kid(kid)),
+                        None => b.signing_key(key),
+                    }
+                }
                 None => b.verification_key(Key::public_pem(alg, public)),
             };
         }

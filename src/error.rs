@@ -27,6 +27,9 @@ pub enum AuthError {
     CsrfFailed,
     /// The revocation store could not answer; the request is refused (fail closed).
     StoreUnavailable,
+    /// The keys of a remote key set are not available (not fetched yet, or too
+    /// stale): 503, gRPC `UNAVAILABLE`.
+    KeysUnavailable,
 }
 
 /// What was malformed about the request.
@@ -77,6 +80,9 @@ pub enum TokenError {
     Revoked,
     /// A refresh token that was already rotated was presented again; its family is now revoked.
     Reused,
+    /// The keys of the token's remote key set are not available (not fetched yet,
+    /// or too stale). Becomes [`AuthError::KeysUnavailable`] (503).
+    KeysUnavailable,
 }
 
 impl TokenError {
@@ -88,6 +94,7 @@ impl TokenError {
             Self::UnsupportedAlgorithm => "The token uses an unsupported algorithm or key",
             Self::InvalidSignature => "The token signature is invalid",
             Self::UnsupportedHeader => "The token uses an unsupported header parameter",
+            Self::KeysUnavailable => "The token verification keys are unavailable",
             Self::Expired => "The token expired",
             Self::NotYetValid => "The token is not valid yet",
             Self::IssuedInFuture => "The token was issued in the future",
@@ -119,6 +126,7 @@ impl TokenError {
             Self::InvalidAudience => "invalid_audience",
             Self::Revoked => "revoked",
             Self::Reused => "reused",
+            Self::KeysUnavailable => "keys_unavailable",
         }
     }
 }
@@ -130,14 +138,17 @@ impl AuthError {
             Self::MissingCredentials | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope | Self::NotFresh | Self::CsrfFailed => StatusCode::FORBIDDEN,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The RFC 6750 `error` attribute, if any.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingCredentials | Self::StoreUnavailable | Self::CsrfFailed => None,
+            Self::MissingCredentials
+            | Self::StoreUnavailable
+            | Self::KeysUnavailable
+            | Self::CsrfFailed => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::InsufficientScope | Self::NotFresh => Some("insufficient_scope"),
@@ -162,6 +173,7 @@ impl AuthError {
             Self::NotFresh => "A fresh access token is required",
             Self::CsrfFailed => "CSRF token missing or invalid",
             Self::StoreUnavailable => "The revocation store is unavailable",
+            Self::KeysUnavailable => "The token verification keys are unavailable",
         }
     }
 
@@ -191,6 +203,7 @@ impl AuthError {
             Self::NotFresh => "not_fresh",
             Self::CsrfFailed => "csrf_failed",
             Self::StoreUnavailable => "store_unavailable",
+            Self::KeysUnavailable => "keys_unavailable",
         }
     }
 
@@ -201,7 +214,7 @@ impl AuthError {
             Self::MissingCredentials | Self::InvalidToken(_) => 16,
             Self::InvalidRequest(_) => 3,
             Self::InsufficientScope | Self::NotFresh | Self::CsrfFailed => 7,
-            Self::StoreUnavailable => 14,
+            Self::StoreUnavailable | Self::KeysUnavailable => 14,
         }
     }
 }
@@ -216,7 +229,11 @@ impl std::error::Error for AuthError {}
 
 impl From<TokenError> for AuthError {
     fn from(e: TokenError) -> Self {
-        Self::InvalidToken(e)
+        match e {
+            // Not the token's fault: the server cannot verify anything right now.
+            TokenError::KeysUnavailable => Self::KeysUnavailable,
+            e => Self::InvalidToken(e),
+        }
     }
 }
 
@@ -246,6 +263,8 @@ pub enum ConfigError {
     /// Two verification keys share the same `kid`, or several keys without `kid`
     /// share an algorithm.
     AmbiguousKeys,
+    /// A remote key set's URL or settings cannot be used.
+    InvalidKeySource(String),
     /// A cookie name does not satisfy its `__Host-`/`__Secure-` prefix rules
     /// or is not a valid cookie name.
     InvalidCookie(String),
@@ -274,6 +293,7 @@ impl fmt::Display for ConfigError {
             ),
             Self::InvalidKey(why) => write!(f, "invalid key: {why}"),
             Self::AmbiguousKeys => f.write_str("verification keys must have distinct `kid`s"),
+            Self::InvalidKeySource(why) => write!(f, "invalid remote key set: {why}"),
             Self::InvalidCookie(why) => write!(f, "invalid cookie configuration: {why}"),
             Self::InvalidValue(why) => write!(f, "invalid value: {why}"),
             Self::InvalidEnv { name, reason } => write!(f, "{name}: {reason}"),

@@ -201,6 +201,22 @@ impl Key {
     }
 }
 
+/// The RFC 7638 thumbprint (SHA-256) of a public PEM key, if it reads as `alg`'s.
+pub(crate) fn thumbprint(alg: Algorithm, public_pem: &[u8]) -> Option<String> {
+    install_provider();
+    let key = match alg.family() {
+        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(public_pem),
+        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(public_pem),
+        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(public_pem),
+        AlgorithmFamily::Hmac => return None,
+    }
+    .ok()?;
+    jsonwebtoken::jwk::Jwk::from_decoding_key(&key, Some(alg))
+        .ok()?
+        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .ok()
+}
+
 pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
     match alg {
         Algorithm::HS256 => "HS256",
@@ -274,6 +290,35 @@ enum KeyKind {
 }
 
 impl VerifyingKey {
+    /// A public key from a remote set, for one algorithm; `None` when the key does
+    /// not fit the algorithm.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn remote(kid: Option<String>, alg: Algorithm, key: DecodingKey) -> Option<Self> {
+        (PROVIDER.verifier_factory)(&alg, &key).ok()?;
+        Some(Self {
+            id: KeyId::next(),
+            kid,
+            alg,
+            kind: KeyKind::Public(key),
+        })
+    }
+
+    /// The public JWK of an asymmetric key (`None` for HMAC): `kid` (its own, or the
+    /// RFC 7638 thumbprint), `alg`, `use: "sig"`.
+    pub(crate) fn public_jwk(&self) -> Option<jsonwebtoken::jwk::Jwk> {
+        use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
+        let KeyKind::Public(key) = &self.kind else {
+            return None;
+        };
+        let mut jwk = Jwk::from_decoding_key(key, Some(self.alg)).ok()?;
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_id = match &self.kid {
+            Some(kid) => Some(kid.clone()),
+            None => Some(jwk.thumbprint(ThumbprintHash::SHA256).ok()?),
+        };
+        Some(jwk)
+    }
+
     /// Verifies `signature` (already base64url-decoded) over `message`. Constant time
     /// for HMAC (the backend's own comparison).
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {

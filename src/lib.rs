@@ -19,6 +19,9 @@ mod extract;
 mod future;
 mod health;
 mod issue;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+mod jwks;
 mod keys;
 mod layer;
 #[cfg(feature = "metrics")]
@@ -43,6 +46,8 @@ pub use future::ResponseFuture;
 pub use health::{ComponentHealth, Health};
 pub use issue::{Refreshed, TokenBuilder, TokenPair};
 pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "jwks")]
+pub use jwks::RemoteKeySet;
 pub use keys::Key;
 pub use layer::AuthLayer;
 pub use responder::{BearerResponder, JsonResponder, Protocol, Responder};

@@ -191,10 +191,12 @@ rejections! {
     AuthError::InvalidToken(TokenError::InvalidAudience) => "invalid_audience", "401";
     AuthError::InvalidToken(TokenError::Revoked) => "revoked", "401";
     AuthError::InvalidToken(TokenError::Reused) => "reused", "401";
+    AuthError::InvalidToken(TokenError::KeysUnavailable) => "keys_unavailable", "401";
     AuthError::InsufficientScope => "insufficient_scope", "403";
     AuthError::NotFresh => "not_fresh", "403";
     AuthError::CsrfFailed => "csrf_failed", "403";
     AuthError::StoreUnavailable => "store_unavailable", "503";
+    AuthError::KeysUnavailable => "keys_unavailable", "503";
 }
 
 /// Counts a request the layer let through with a verified token found at `location`.
@@ -403,6 +405,7 @@ mod tests {
             AuthError::NotFresh,
             AuthError::CsrfFailed,
             AuthError::StoreUnavailable,
+            TokenError::KeysUnavailable.into(),
         ];
         let mut reasons = std::collections::HashSet::new();
         for e in &errors {

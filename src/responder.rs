@@ -147,7 +147,9 @@ impl<B: Default + From<String>> Responder<B> for JsonResponder {
             let body = serde_json::json!({
                 "error": error.error_code().unwrap_or(match error {
                     AuthError::CsrfFailed => "csrf_failed",
-                    AuthError::StoreUnavailable => "temporarily_unavailable",
+                    AuthError::StoreUnavailable | AuthError::KeysUnavailable => {
+                        "temporarily_unavailable"
+                    }
                     _ => "unauthorized",
                 }),
                 "error_description": error.description(),

@@ -18,7 +18,7 @@ use serde::de::IgnoredAny;
 use crate::cache::{Entry, VerifiedCache};
 use crate::claims::TokenPayload;
 use crate::error::TokenError;
-use crate::keys::VerifyingKey;
+use crate::keys::{KeyId, VerifyingKey};
 
 /// A base64url header longer than this is refused before decoding (I5).
 const MAX_HEADER_B64: usize = 1024;
@@ -151,6 +151,9 @@ pub(crate) struct Verifier<'k> {
     pub(crate) rules: &'k Rules,
     /// Verified tokens (`None` when the cache is off).
     pub(crate) cache: Option<&'k VerifiedCache>,
+    /// Remote key sets, each bound to its issuer, asked after the configured keys.
+    #[cfg(feature = "jwks")]
+    pub(crate) remote: &'k [crate::jwks::RemoteIssuer],
 }
 
 /// The encoded headers worth recognising without parsing: `jsonwebtoken`'s field
@@ -182,6 +185,8 @@ pub(crate) fn known_headers(keys: &[VerifyingKey]) -> Vec<(Vec<u8>, usize)> {
                 known_headers: &[],
                 rules: &NO_RULES,
                 cache: None,
+                #[cfg(feature = "jwks")]
+                remote: &[],
             };
             if let Ok(selected) = verifier.key_for_header(&encoded) {
                 let index = keys.iter().position(|k| std::ptr::eq(k, selected));
@@ -203,6 +208,35 @@ static NO_RULES: Rules = Rules {
     max_token_len: 0,
     max_session: None,
 };
+
+const HEADER_BUF: usize = MAX_HEADER_B64 * 3 / 4 + 3;
+
+/// Decodes and parses a JOSE header: bounded in size, parsed with serde's recursion
+/// limit, strictly (see [`JoseHeader`]).
+fn parse_header<'b>(
+    header_b64: &[u8],
+    header_buf: &'b mut [u8; HEADER_BUF],
+) -> Result<JoseHeader<'b>, TokenError> {
+    if header_b64.len() > MAX_HEADER_B64 {
+        return Err(TokenError::Malformed);
+    }
+    let header_json = decode_into(header_b64, header_buf)?;
+    // serde_json skips ignored members without checking their UTF-8, and a derived
+    // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
+    let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;
+    if !header_json
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return Err(TokenError::Malformed);
+    }
+    let header: JoseHeader<'_> =
+        serde_json::from_str(header_json).map_err(|_| TokenError::Malformed)?;
+    if header.unsupported {
+        return Err(TokenError::UnsupportedHeader);
+    }
+    Ok(header)
+}
 
 /// Splits a compact JWS into its three base64url parts, or refuses it.
 /// The three base64url parts of a compact JWS: header, payload, signature.
@@ -256,25 +290,8 @@ impl Verifier<'_> {
                     .ok_or(TokenError::UnsupportedAlgorithm);
             }
         }
-        if header_b64.len() > MAX_HEADER_B64 {
-            return Err(TokenError::Malformed);
-        }
-        let mut header_buf = [0u8; MAX_HEADER_B64 * 3 / 4 + 3];
-        let header_json = decode_into(header_b64, &mut header_buf)?;
-        // serde_json skips ignored members without checking their UTF-8, and a derived
-        // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
-        let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;
-        if !header_json
-            .trim_start_matches([' ', '\t', '\n', '\r'])
-            .starts_with('{')
-        {
-            return Err(TokenError::Malformed);
-        }
-        let header: JoseHeader<'_> =
-            serde_json::from_str(header_json).map_err(|_| TokenError::Malformed)?;
-        if header.unsupported {
-            return Err(TokenError::UnsupportedHeader);
-        }
+        let mut header_buf = [0u8; HEADER_BUF];
+        let header = parse_header(header_b64, &mut header_buf)?;
         // The key comes from configuration, matched by the header's alg and kid.
         self.select(header.alg, header.kid.as_deref())
     }
@@ -287,10 +304,11 @@ impl Verifier<'_> {
         if let Some(cache) = self.cache
             && let Some(entry) = cache.get(token)
         {
-            // A token verified by a key no longer configured is verified again.
-            if self.keys.iter().any(|k| k.id == entry.key) {
+            // A token verified by a key no longer held (rotated out of a remote set)
+            // is verified again, so the cache never outlives its key.
+            if let Some(rules) = self.rules_of(entry.key) {
                 // The same rules as below, with the same clock and leeway.
-                return match self.rules.check(&entry.payload, now)? {
+                return match rules.check(&entry.payload, now)? {
                     Validity::Valid => Ok(Checked::Valid(Verified {
                         payload: Arc::clone(&entry.payload),
                         entry: Some(entry),
@@ -304,7 +322,15 @@ impl Verifier<'_> {
             cache.remove(token);
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let key = self.key_for_header(header_b64)?;
+        let key = match self.key_for_header(header_b64) {
+            Ok(key) => key,
+            // No configured key: the token may be an identity provider's.
+            #[cfg(feature = "jwks")]
+            Err(TokenError::UnsupportedAlgorithm) if !self.remote.is_empty() => {
+                return self.verify_remote(token, (header_b64, payload_b64, signature_b64), now);
+            }
+            Err(e) => return Err(e),
+        };
 
         // 3. The signature over the raw signing input.
         if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
@@ -325,19 +351,124 @@ impl Verifier<'_> {
 
         // 5. The registered claims.
         let validity = self.rules.check(&payload, now)?;
-        let payload = Arc::new(payload);
+        Ok(self.admit(token, Arc::new(payload), validity, key.id))
+    }
+
+    /// The rules for a token verified by `key`, while that key is held: the
+    /// configured ones for a static key, its issuer's for a remote one.
+    fn rules_of(&self, key: KeyId) -> Option<&Rules> {
+        if self.keys.iter().any(|k| k.id == key) {
+            return Some(self.rules);
+        }
+        #[cfg(feature = "jwks")]
+        if let Some(issuer) = self.remote.iter().find(|issuer| issuer.set.holds(key)) {
+            return Some(&issuer.rules);
+        }
+        None
+    }
+
+    /// The verdict on a token whose signature `key` verified, kept in the cache
+    /// when valid (never an expired or not-yet-valid one).
+    fn admit(
+        &self,
+        token: &[u8],
+        payload: Arc<TokenPayload>,
+        validity: Validity,
+        key: KeyId,
+    ) -> Checked {
         match validity {
             Validity::Valid => {
-                // Only valid tokens are kept: never an expired or not-yet-valid one.
                 let entry = self.cache.map(|cache| {
-                    let entry = Arc::new(Entry::new(Arc::clone(&payload), key.id));
+                    let entry = Arc::new(Entry::new(Arc::clone(&payload), key));
                     cache.insert(token, Arc::clone(&entry));
                     entry
                 });
-                Ok(Checked::Valid(Verified { payload, entry }))
+                Checked::Valid(Verified { payload, entry })
             }
-            Validity::Expired => Ok(Checked::Expired(payload)),
+            Validity::Expired => Checked::Expired(payload),
         }
+    }
+}
+
+#[cfg(feature = "jwks")]
+impl Verifier<'_> {
+    /// Verifies a token with the key its header names in a remote set, then its
+    /// claims with that set's rules (its issuer, its audience). An unknown `kid`
+    /// asks the sets for a refresh (at most once per cooldown) and is refused now.
+    /// Valid remote tokens are cached like the others, tied to the key that verified
+    /// them (see [`Verifier::rules_of`]).
+    fn verify_remote(
+        &self,
+        token: &[u8],
+        parts: Parts<'_>,
+        now: u64,
+    ) -> Result<Checked, TokenError> {
+        use crate::jwks::Miss;
+        let (header_b64, payload_b64, signature_b64) = parts;
+        let mut header_buf = [0u8; HEADER_BUF];
+        let header = parse_header(header_b64, &mut header_buf)?;
+        if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
+            return Err(TokenError::InvalidSignature);
+        }
+        let signing_input = token
+            .get(..header_b64.len() + 1 + payload_b64.len())
+            .ok_or(TokenError::Malformed)?;
+        let (mut unavailable, mut unknown) = (false, false);
+        // Two issuers may publish the same `kid`: a set whose key does not verify the
+        // token, or whose issuer is not the token's, leaves it to the next set.
+        let mut refused = None;
+        for issuer in self.remote {
+            let verified = issuer
+                .set
+                .with_key(header.kid.as_deref(), header.alg, |key| {
+                    with_decoded(signature_b64, |signature| {
+                        Ok((key.verify(signing_input, signature), key.id))
+                    })
+                });
+            match verified {
+                Ok(Ok((true, key))) => {
+                    let mut payload = with_decoded(payload_b64, parse_foreign_claims)?;
+                    if payload.jti.is_empty() {
+                        payload.jti = crate::jwks::token_id(token);
+                    }
+                    match issuer.rules.check(&payload, now) {
+                        Err(TokenError::InvalidIssuer) => refused = Some(TokenError::InvalidIssuer),
+                        Err(e) => return Err(e),
+                        Ok(validity) => {
+                            return Ok(self.admit(token, Arc::new(payload), validity, key));
+                        }
+                    }
+                }
+                Ok(Ok((false, _))) => refused = refused.or(Some(TokenError::InvalidSignature)),
+                Ok(Err(e)) => return Err(e),
+                Err(Miss::Unavailable) => unavailable = true,
+                Err(Miss::UnknownKid) => unknown = true,
+                Err(Miss::WrongAlgorithm) => {}
+            }
+        }
+        if let Some(error) = refused {
+            return Err(error);
+        }
+        if unknown {
+            for issuer in self.remote {
+                // The fetch is started now; this request does not wait for it.
+                drop(issuer.set.refresh_for_unknown_kid());
+            }
+        }
+        Err(if unavailable {
+            TokenError::KeysUnavailable
+        } else {
+            TokenError::UnsupportedAlgorithm
+        })
+    }
+}
+
+#[cfg(feature = "jwks")]
+fn parse_foreign_claims(json: &[u8]) -> Result<TokenPayload, TokenError> {
+    match serde_json::from_slice::<crate::claims::ForeignPayload>(json) {
+        Ok(payload) => Ok(payload.0),
+        Err(e) if e.is_data() => Err(TokenError::InvalidClaims),
+        Err(_) => Err(TokenError::Malformed),
     }
 }
 
@@ -494,6 +625,8 @@ mod tests {
                 known_headers: &[],
                 rules: &RULES,
                 cache: Some(cache),
+                #[cfg(feature = "jwks")]
+                remote: &[],
             }
         }
 

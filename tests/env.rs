@@ -101,4 +101,28 @@ fn reads_authx_variables_and_names_the_bad_one() {
         Err(ConfigError::WeakSecret { .. })
     ));
     clear(ALL);
+
+    // An asymmetric signing key: tokens carry the kid the published set names.
+    let pem = |name: &str| {
+        std::fs::read_to_string(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+    };
+    let (private, public) = (pem("ec_private.pem"), pem("ec_public.pem"));
+    set(&[
+        ("JWT_ALGORITHM", "ES256"),
+        ("JWT_PRIVATE_KEY", &private),
+        ("JWT_PUBLIC_KEY", &public),
+    ]);
+    let auth = JwtAuth::from_env().unwrap();
+    let token = auth.token_pair("alice").unwrap().access_token;
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    let jwks = auth.jwks();
+    assert_eq!(jwks.keys.len(), 1);
+    assert_eq!(header.kid, jwks.keys[0].common.key_id);
+    assert_eq!(
+        header.kid.map(|k| k.len()),
+        Some(43),
+        "the RFC 7638 thumbprint"
+    );
+    clear(&["JWT_ALGORITHM", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY"]);
 }
