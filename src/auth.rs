@@ -313,11 +313,14 @@ impl JwtAuth {
         let Some(store) = &self.inner.store else {
             return Ok(());
         };
+        // A member of the family may have minted an access token just before this
+        // revocation: the family stays revoked until that token expires too.
         let family_until = self.verifiable_until(
             token
                 .iat
                 .saturating_add(self.inner.refresh_ttl)
-                .max(token.exp),
+                .max(token.exp)
+                .saturating_add(self.inner.access_ttl),
         );
         store
             .revoke(Revocation {
@@ -385,7 +388,9 @@ impl JwtAuth {
                 next: &next.jti,
                 now: self.now(),
                 grace: self.inner.grace,
-                until: self.verifiable_until(next.exp),
+                // As long as an access token minted from `next` may live, so that a
+                // family revocation (kept at least this long) covers it.
+                until: self.verifiable_until(next.exp.saturating_add(self.inner.access_ttl)),
             })
             .observed(StoreOp::Rotate)
             .await

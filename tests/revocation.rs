@@ -890,7 +890,9 @@ mod scenarios {
                     "nothing dropped early"
                 );
                 // After every exp, the next writes drop the old entries.
-                clock.set(refresh_claims.exp + ACCESS_TTL / 2 + 10);
+                // A family is kept until the last access token its members could
+                // mint expires: refresh exp + access TTL (+ 5 s leeway).
+                clock.set(refresh_claims.exp + ACCESS_TTL / 2 + ACCESS_TTL + 10);
                 let later = login(app.addr).await;
                 let res = logout(app.addr, &later).await;
                 assert_eq!(res.status, StatusCode::OK, "logout after expiry: {res:?}");
@@ -920,13 +922,15 @@ mod scenarios {
                         format!("tower-jwt-auth:{{*}}:jti:{}", refresh_claims.jti),
                         refresh_claims.exp - now,
                     ),
+                    // A family outlives its refresh token by the access TTL: the
+                    // life of an access token minted just before the revocation.
                     (
                         format!("tower-jwt-auth:{{*}}:famrev:{family}"),
-                        refresh_claims.exp - now,
+                        refresh_claims.exp + ACCESS_TTL - now,
                     ),
                     (
                         format!("tower-jwt-auth:{{*}}:fam:{family}"),
-                        refresh_claims.exp - now,
+                        refresh_claims.exp + ACCESS_TTL - now,
                     ),
                 ];
                 for (key, remaining) in checks {
