@@ -428,6 +428,12 @@ impl Verifier<'_> {
             match verified {
                 Ok(Ok((true, key))) => {
                     let mut payload = with_decoded(payload_b64, parse_foreign_claims)?;
+                    // Only access tokens come from a remote set: a refresh token of this
+                    // crate, verified elsewhere through the set it publishes, must not
+                    // pass as one (its `type` is otherwise just an extra claim here).
+                    if payload.extra.get("type").and_then(|t| t.as_str()) == Some("refresh") {
+                        return Err(TokenError::WrongType);
+                    }
                     if payload.jti.is_empty() {
                         payload.jti = crate::jwks::token_id(token);
                     }

@@ -648,10 +648,15 @@ async fn a_token_of_this_crate_verifies_elsewhere_through_its_published_set_alon
 
     let provider = Provider::start(&published).await;
     let resource_server = build(remote(&provider.jwks_url()).issuer(ISS));
-    let token = issuer.token_pair("alice").unwrap().access_token;
+    let pair = issuer.token_pair("alice").unwrap();
     assert_eq!(
-        when_loaded(&resource_server, &token).await.as_deref(),
+        when_loaded(&resource_server, &pair.access_token).await.as_deref(),
         Ok("alice")
+    );
+    assert_eq!(
+        verify(&resource_server, &pair.refresh_token),
+        Err(AuthError::InvalidToken(TokenError::WrongType)),
+        "a refresh token never passes as a provider's access token"
     );
 
     let hmac_only = JwtAuth::builder()
