@@ -17,8 +17,10 @@ command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y
 server=(); side=()
 command -v taskset >/dev/null && { server=(taskset -c 0); side=(taskset -c 1); }
 
-cargo build --release --features redis --example quickstart -q
-bin=target/release/examples/quickstart
+# Extra cargo arguments (e.g. `LOAD_CARGO_ARGS=--all-features` to reuse a build).
+# shellcheck disable=SC2086
+cargo build --release --features axum,metrics,redis --example quickstart -q ${LOAD_CARGO_ARGS:-}
+bin=${CARGO_TARGET_DIR:-target}/release/examples/quickstart
 out=$(mktemp -d)
 redis_port=$(free_port); memory_port=$(free_port); shared_port=$(free_port)
 (exec "${side[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$out/redis.log" 2>&1) &
@@ -41,22 +43,5 @@ for p in "$memory_port" "$shared_port"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/protected")" = 401 ]
 done
 
-printf '%-6s %14s %10s %14s %10s %8s\n' round memory_rps memory_p99 redis_rps redis_p99 ratio
-: >"$out/ratios"
-for r in $(seq "$rounds"); do
-  if (( r % 2 )); then
-    m=$(wrk_run "http://127.0.0.1:$memory_port/protected" "$memory_header")
-    s=$(wrk_run "http://127.0.0.1:$shared_port/protected" "$shared_header")
-  else
-    s=$(wrk_run "http://127.0.0.1:$shared_port/protected" "$shared_header")
-    m=$(wrk_run "http://127.0.0.1:$memory_port/protected" "$memory_header")
-  fi
-  read -r mrps mp99 <<<"$m"; read -r srps sp99 <<<"$s"
-  ratio=$(awk -v s="$srps" -v m="$mrps" 'BEGIN {printf "%.3f", s/m}')
-  echo "$ratio" >>"$out/ratios"
-  echo "$mrps $mp99 $srps $sp99" >>"$out/rounds"
-  printf '%-6s %14s %8sms %14s %8sms %8s\n' "$r" "$mrps" "$mp99" "$srps" "$sp99" "$ratio"
-done
-echo "median in-memory store:   $(cut -d' ' -f1 "$out/rounds" | med) requests/s, p99 $(cut -d' ' -f2 "$out/rounds" | med) ms"
-echo "median Redis (mirror):    $(cut -d' ' -f3 "$out/rounds" | med) requests/s, p99 $(cut -d' ' -f4 "$out/rounds" | med) ms"
-echo "median requests/s ratio (Redis / in-memory): $(med <"$out/ratios")"
+alternate in_memory "http://127.0.0.1:$memory_port/protected" "$memory_header" \
+  redis_mirror "http://127.0.0.1:$shared_port/protected" "$shared_header"

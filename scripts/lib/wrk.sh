@@ -22,3 +22,24 @@ wrk_run() {
 }
 
 med() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+# alternate NAME_A URL_A HEADER_A NAME_B URL_B HEADER_B: $rounds alternating rounds of
+# wrk_run against A and B (A first in odd rounds), a line per round, then the medians
+# and the median of the per-round ratios B/A.
+alternate() {
+  printf '%-6s %14s %10s %14s %10s %8s\n' round "$1_rps" "$1_p99" "$4_rps" "$4_p99" ratio
+  : >"$out/ratios"; : >"$out/rounds"
+  local r a b arps ap99 brps bp99 ratio
+  for r in $(seq "$rounds"); do
+    if (( r % 2 )); then a=$(wrk_run "$2" "$3"); b=$(wrk_run "$5" "$6")
+    else b=$(wrk_run "$5" "$6"); a=$(wrk_run "$2" "$3"); fi
+    read -r arps ap99 <<<"$a"; read -r brps bp99 <<<"$b"
+    ratio=$(awk -v b="$brps" -v a="$arps" 'BEGIN {printf "%.3f", b/a}')
+    echo "$ratio" >>"$out/ratios"
+    echo "$arps $ap99 $brps $bp99" >>"$out/rounds"
+    printf '%-6s %14s %8sms %14s %8sms %8s\n' "$r" "$arps" "$ap99" "$brps" "$bp99" "$ratio"
+  done
+  echo "median $1: $(cut -d' ' -f1 "$out/rounds" | med) requests/s, p99 $(cut -d' ' -f2 "$out/rounds" | med) ms"
+  echo "median $4: $(cut -d' ' -f3 "$out/rounds" | med) requests/s, p99 $(cut -d' ' -f4 "$out/rounds" | med) ms"
+  echo "median requests/s ratio ($4 / $1): $(med <"$out/ratios")"
+}
