@@ -196,3 +196,41 @@ fn allocations_on_first_sight() {
         );
     }
 }
+
+/// What a route sees behind a router: the request already carries extensions (axum's
+/// router inserts its own, such as the matched path), so the map and its table exist
+/// and a hit costs only the boxes of the two values the layer inserts.
+#[test]
+fn allocations_on_a_cache_hit_behind_a_router() {
+    #[derive(Clone)]
+    struct RouterMarker(#[allow(dead_code)] u64);
+    let _one_at_a_time = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let auth = auth(1_000);
+    let token = token(&auth);
+    let header = bearer(&token);
+    let routed = || {
+        let mut req = request(&header);
+        req.extensions_mut().insert(RouterMarker(1));
+        req
+    };
+    let mut bare = service_fn(|_req: Request<()>| async move {
+        Ok::<_, std::convert::Infallible>(Response::new(()))
+    });
+    let _ = ready(bare.call(routed()));
+    let mut svc = layered(&auth);
+    for _ in 0..3 {
+        let _ = ready(svc.call(routed()));
+    }
+    // The request is built outside the counted section both times.
+    let req = routed();
+    let (baseline, _) = count(|| ready(bare.call(req)));
+    let req = routed();
+    let (total, res) = count(|| ready(svc.call(req)));
+    assert_eq!(res.unwrap().status(), 200);
+    let by_layer = total - baseline;
+    println!("hit behind a router: baseline {baseline}, with the layer {total}: {by_layer}");
+    assert!(
+        by_layer <= 3,
+        "a hit behind a router allocates {by_layer} times"
+    );
+}

@@ -43,7 +43,10 @@ fn examples() -> PathBuf {
     );
     // This test runs from <target>/debug/deps: the examples are in <target>/debug/examples.
     let exe = std::env::current_exe().expect("test executable");
-    let profile = exe.parent().and_then(|deps| deps.parent()).expect("profile dir");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("profile dir");
     profile.join("examples")
 }
 
@@ -160,7 +163,11 @@ async fn quickstart_tokens_verify_in_the_resource_server_through_the_published_s
         .expect("access token")
         .to_owned();
     assert!(
-        jsonwebtoken::decode_header(&access).expect("header").kid.as_deref() == Some(kid),
+        jsonwebtoken::decode_header(&access)
+            .expect("header")
+            .kid
+            .as_deref()
+            == Some(kid),
         "the token names the published key"
     );
 

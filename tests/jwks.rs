@@ -650,7 +650,9 @@ async fn a_token_of_this_crate_verifies_elsewhere_through_its_published_set_alon
     let resource_server = build(remote(&provider.jwks_url()).issuer(ISS));
     let pair = issuer.token_pair("alice").unwrap();
     assert_eq!(
-        when_loaded(&resource_server, &pair.access_token).await.as_deref(),
+        when_loaded(&resource_server, &pair.access_token)
+            .await
+            .as_deref(),
         Ok("alice")
     );
     assert_eq!(

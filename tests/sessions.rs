@@ -1009,3 +1009,36 @@ async fn review_http_only_routes_answer_http_to_grpc_content_types() {
     assert!(!res.headers().contains_key("grpc-status"));
     assert_eq!(f.calls(), 0);
 }
+
+/// Finding FZ1: an access token minted from the refresh cookie shortly before the
+/// family is revoked through that refresh token stays revoked until it expires, even
+/// once the refresh token itself could no longer verify and the store has purged what
+/// it may.
+#[tokio::test]
+async fn an_access_token_minted_before_a_family_revocation_stays_revoked() {
+    let f = fixture();
+    let pair = f.pair();
+    let refresh = &pair.refresh_claims;
+    // The access cookie has expired, the refresh cookie has a minute left.
+    f.clock.set(refresh.exp - 60);
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(None, Some(&pair.refresh_token))],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let minted = new_access(&f, &res).expect("an access cookie minted from the refresh token");
+    f.auth.revoke(refresh).await.unwrap();
+    // Past the refresh token's exp and leeway; the minted token lives 14 more minutes.
+    f.clock.set(refresh.exp + 60);
+    // A write for the same subject lets the store purge what it considers expired.
+    let other = f.auth.token_pair("alice").unwrap();
+    f.auth.revoke(&other.access_claims).await.unwrap();
+    assert_eq!(
+        f.auth.verify_unrevoked(&minted, TokenType::Access).await,
+        Err(tower_jwt_auth::TokenError::Revoked.into()),
+        "the family's revocation must outlive the access tokens its refresh token minted"
+    );
+}

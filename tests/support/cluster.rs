@@ -23,9 +23,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::redis::REDIS_BIN;
+use super::redis::redis_bin;
 
-pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
+/// The CLI that joins the cluster: `/usr/bin/redis-cli`, or `REDIS_CLI` (`valkey-cli`).
+pub fn redis_cli() -> String {
+    std::env::var("REDIS_CLI").unwrap_or_else(|_| "/usr/bin/redis-cli".into())
+}
 /// Number of hash slots in a Redis Cluster.
 pub const SLOTS: u16 = 16384;
 /// `cluster-node-timeout` of every node.
@@ -408,11 +411,11 @@ pub fn available() -> bool {
     if !super::redis::available() {
         return false;
     }
-    if Path::new(REDIS_CLI).exists() {
+    if Path::new(&redis_cli()).exists() {
         return true;
     }
     if std::env::var("REQUIRE_REDIS").as_deref() == Ok("1") {
-        panic!("REQUIRE_REDIS=1 but {REDIS_CLI} is not installed");
+        panic!("REQUIRE_REDIS=1 but {} is not installed", redis_cli());
     }
     println!("redis cluster tests SKIPPED: redis-cli not installed");
     false
@@ -504,7 +507,7 @@ impl RedisCluster {
                 .await?;
         }
 
-        let mut create = tokio::process::Command::new(REDIS_CLI);
+        let mut create = tokio::process::Command::new(redis_cli());
         create.arg("--cluster").arg("create");
         for node in &cluster.nodes {
             create.arg(format!("127.0.0.1:{}", node.port));
@@ -517,7 +520,7 @@ impl RedisCluster {
         let output = tokio::time::timeout(limit, create.output())
             .await
             .map_err(|_| format!("redis-cli --cluster create took more than {limit:?}"))?
-            .map_err(|e| format!("run {REDIS_CLI}: {e}"))?;
+            .map_err(|e| format!("run {}: {e}", redis_cli()))?;
         if !output.status.success() {
             return Err(format!(
                 "redis-cli --cluster create: {}\n{}{}",
@@ -546,7 +549,7 @@ impl RedisCluster {
         let (port, bus_port) = (self.nodes[i].port, self.nodes[i].bus_port);
         let dir = self.node_dir(port);
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {dir:?}: {e}"))?;
-        let child = Command::new(REDIS_BIN)
+        let child = Command::new(redis_bin())
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-port", &bus_port.to_string()])
@@ -569,7 +572,7 @@ impl RedisCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("spawn {REDIS_BIN}: {e}"))?;
+            .map_err(|e| format!("spawn {}: {e}", redis_bin()))?;
         self.nodes[i].child = Some(child);
         self.nodes[i].paused = false;
         Ok(())

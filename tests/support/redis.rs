@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub const REDIS_BIN: &str = "/usr/bin/redis-server";
+/// The server binary: `/usr/bin/redis-server`, or `REDIS_SERVER` (for example a
+/// `valkey-server`, to run the same tests against Valkey).
+pub fn redis_bin() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "/usr/bin/redis-server".into())
+}
 
 /// A `redis-server` child process, killed on drop.
 pub struct RedisServer {
@@ -21,11 +25,11 @@ fn free_port() -> u16 {
 
 /// Whether the Redis tests can run; fails when `REQUIRE_REDIS=1` and they cannot.
 pub fn available() -> bool {
-    if Path::new(REDIS_BIN).exists() {
+    if Path::new(&redis_bin()).exists() {
         return true;
     }
     if std::env::var("REQUIRE_REDIS").as_deref() == Ok("1") {
-        panic!("REQUIRE_REDIS=1 but {REDIS_BIN} is not installed");
+        panic!("REQUIRE_REDIS=1 but {} is not installed", redis_bin());
     }
     println!("redis tests SKIPPED: redis-server not installed");
     false
@@ -50,14 +54,14 @@ impl RedisServer {
 
     /// A server on `port`, answering PING.
     pub async fn start_on(port: u16) -> Result<Self, String> {
-        let child = Command::new(REDIS_BIN)
+        let child = Command::new(redis_bin())
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("spawn {REDIS_BIN}: {e}"))?;
+            .map_err(|e| format!("spawn {}: {e}", redis_bin()))?;
         let mut server = Self {
             child: Some(child),
             port,
