@@ -397,7 +397,8 @@ impl JwtAuthBuilder {
     /// RSA/ECDSA), its base64 decoding and its JSON parse: the cache is keyed by the
     /// token's exact bytes and hands out the claims it parsed the first time (shared,
     /// see [`AuthLayer`](crate::AuthLayer)). Only tokens whose claims were valid are
-    /// stored; on every hit the registered claims (`exp`, `nbf`, `iat`, `iss`, `aud`,
+    /// stored, and only from their second sight (a doorkeeper of token hashes), so a
+    /// token presented once costs no copy or allocation; on every hit the registered claims (`exp`, `nbf`, `iat`, `iss`, `aud`,
     /// the session lifetime) are checked again with the same leeway, and type, CSRF,
     /// scopes and revocation are checked on every request as without the cache. The
     /// cache is bounded by its number of entries (S3-FIFO eviction) and sharded, so

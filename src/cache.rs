@@ -16,7 +16,9 @@
 //! drops the entries of a key taken out of service.
 
 use std::any::Any;
+use std::hash::BuildHasher;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use quick_cache::sync::{Cache, DefaultLifecycle};
@@ -113,19 +115,59 @@ type Entries =
 
 pub(crate) struct VerifiedCache {
     entries: Entries,
+    /// A doorkeeper: the hashes of tokens verified once, one per slot. A token is only
+    /// cached on its second sight, so a token presented once (a client that never
+    /// repeats its token, a flood of fresh tokens) costs no copy, no allocation and no
+    /// eviction of a token that is in use. A collision or an overwritten slot only
+    /// moves a token's admission one sight earlier or later: never a wrong answer.
+    seen: Box<[AtomicU64]>,
+    hasher: Hasher,
 }
 
 impl VerifiedCache {
     pub(crate) fn new(capacity: usize) -> Self {
+        let hasher = Hasher::default();
+        let slots = capacity.next_power_of_two().max(64);
         Self {
             entries: Cache::with(
                 capacity,
                 capacity as u64,
                 UnitWeighter,
-                Hasher::default(),
+                hasher.clone(),
                 DefaultLifecycle::default(),
             ),
+            seen: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            hasher,
         }
+    }
+
+    /// Whether `token` was verified before (per the doorkeeper); records it if not.
+    fn seen_before(&self, token: &[u8]) -> bool {
+        // Never 0, the value of an empty slot.
+        let hash = self.hasher.hash_one(Lookup(token)) | 1;
+        let mask = self.seen.len() - 1; // a power of two, at least 64
+        let Some(slot) = self.seen.get((hash as usize) & mask) else {
+            return false;
+        };
+        if slot.load(Ordering::Relaxed) == hash {
+            return true;
+        }
+        slot.store(hash, Ordering::Relaxed);
+        false
+    }
+
+    /// Caches a verified token on its second sight; the entry when it was stored.
+    pub(crate) fn admit(
+        &self,
+        token: &[u8],
+        entry: impl FnOnce() -> Arc<Entry>,
+    ) -> Option<Arc<Entry>> {
+        if !self.seen_before(token) {
+            return None;
+        }
+        let entry = entry();
+        self.insert(token, Arc::clone(&entry));
+        Some(entry)
     }
 
     /// The entry for exactly these bytes, if any.
@@ -188,6 +230,19 @@ mod tests {
         assert!(cache.get(&a).is_some());
         assert!(cache.get(&b).is_none(), "same hash, other bytes: no hit");
         assert!(cache.get(&tail).is_none());
+    }
+
+    #[test]
+    fn admits_a_token_on_its_second_sight() {
+        let cache = VerifiedCache::new(16);
+        assert!(cache.admit(b"a.b.c", || entry(1)).is_none(), "first sight");
+        assert!(cache.get(b"a.b.c").is_none());
+        assert!(cache.admit(b"a.b.c", || entry(1)).is_some(), "second sight");
+        assert!(cache.get(b"a.b.c").is_some());
+        assert!(
+            cache.admit(b"x.y.z", || entry(1)).is_none(),
+            "another token starts over"
+        );
     }
 
     #[test]

@@ -307,6 +307,8 @@ async fn background_refresh_follows_max_age_and_drops_removed_keys() {
     );
     let token_b = b.sign(&claims(ISS, "b"));
     assert!(when_loaded(&auth, &token_b).await.is_ok());
+    // A second sight puts the token in the verified-token cache.
+    assert!(verify(&auth, &token_b).is_ok());
     provider.publish(&set(&[&a]));
     provider.wait_fetches(2).await;
     assert_eq!(
@@ -388,6 +390,8 @@ async fn stale_keys_verify_up_to_max_staleness_then_fail_closed_then_heal() {
     );
     let token = key.sign(&claims(ISS, "a"));
     assert!(when_loaded(&auth, &token).await.is_ok());
+    // A second sight puts the token in the verified-token cache.
+    assert!(verify(&auth, &token).is_ok());
     provider.set_mode(Mode::Down);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
