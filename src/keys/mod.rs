@@ -1,12 +1,16 @@
-//! Keys: configured as [`Key`]s, prepared once at build time ([`verifying`], [`hmac`]).
+//! Keys: configured as [`Key`]s, prepared once at build time ([`verifying`], [`hmac`]),
+//! and held together by the [`KeySource`] that the request path asks for them.
 
 mod hmac;
+mod known;
+mod source;
 mod verifying;
 
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
 pub(crate) use self::hmac::HmacKey;
+pub(crate) use self::source::{KeySource, Keys};
 use self::verifying::KeyKind;
 pub(crate) use self::verifying::{KeyId, VerifyingKey};
 use crate::error::ConfigError;
