@@ -165,6 +165,7 @@ fn parsed_key<'k>(
 ) -> Result<&'k VerifyingKey, TokenError> {
     let mut header_buf = [0u8; HEADER_BUF];
     let header = header::parse(header_b64, &mut header_buf)?;
+    // The key comes from configuration, matched by the header's alg and kid.
     select(keys, header.alg, header.kid.as_deref())
 }
 
