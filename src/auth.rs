@@ -17,7 +17,7 @@ use crate::cookies::{CookieNames, CookieSettings};
 use crate::error::{AuthError, IssueError, TokenError};
 use crate::extract::Location;
 use crate::issue::{Refreshed, TokenBuilder, TokenPair};
-use crate::keys::{HmacKey, VerifyingKey};
+use crate::keys::{HmacKey, KeySource};
 use crate::layer::AuthLayer;
 use crate::metrics::{self, Revoked, StoreOp};
 use crate::revocation::{
@@ -35,11 +35,8 @@ pub(crate) struct Signing {
 }
 
 pub(crate) struct Inner {
-    pub(crate) keys: Vec<VerifyingKey>,
-    /// Identity providers' key sets, each bound to its issuer.
-    #[cfg(feature = "jwks")]
-    pub(crate) remote: Vec<crate::jwks::RemoteIssuer>,
-    pub(crate) known_headers: Vec<(Vec<u8>, usize)>,
+    /// Every verification key: static ones and identity providers' sets.
+    pub(crate) keys: KeySource,
     pub(crate) cache: Option<VerifiedCache>,
     pub(crate) signing: Option<Signing>,
     pub(crate) rules: Rules,
@@ -86,7 +83,7 @@ pub struct JwtAuth {
 impl fmt::Debug for JwtAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuth")
-            .field("keys", &self.inner.keys.len())
+            .field("keys", &self.inner.keys.static_count())
             .field("access_ttl", &self.inner.access_ttl)
             .field("refresh_ttl", &self.inner.refresh_ttl)
             .finish_non_exhaustive()
@@ -180,12 +177,9 @@ impl JwtAuth {
 
     pub(crate) fn verifier(&self) -> Verifier<'_> {
         Verifier {
-            keys: &self.inner.keys,
-            known_headers: &self.inner.known_headers,
+            keys: self.inner.keys.all(),
             rules: &self.inner.rules,
             cache: self.inner.cache.as_ref(),
-            #[cfg(feature = "jwks")]
-            remote: &self.inner.remote,
         }
     }
 
@@ -193,8 +187,7 @@ impl JwtAuth {
     /// refresh and rotation are for them, never for an identity provider's tokens.
     pub(crate) fn own_verifier(&self) -> Verifier<'_> {
         Verifier {
-            #[cfg(feature = "jwks")]
-            remote: &[],
+            keys: self.inner.keys.own(),
             ..self.verifier()
         }
     }
@@ -223,14 +216,7 @@ impl JwtAuth {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
-        jsonwebtoken::jwk::JwkSet {
-            keys: self
-                .inner
-                .keys
-                .iter()
-                .filter_map(VerifyingKey::public_jwk)
-                .collect(),
-        }
+        self.inner.keys.jwk_set()
     }
 
     /// Verifies a token's signature, claims and type, without the revocation check.

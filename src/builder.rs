@@ -14,7 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::cookies::{CookieNames, CookieSameSite, CookieSettings};
 use crate::error::ConfigError;
 use crate::extract::Location;
-use crate::keys::{self, Key, VerifyingKey};
+use crate::keys::{self, Key, KeySource, VerifyingKey};
 use crate::revocation::{MemoryStore, RevocationStore};
 use crate::verify::Rules;
 
@@ -495,19 +495,18 @@ impl JwtAuthBuilder {
             max_token_len: self.max_token_len,
             max_session: self.max_session,
         };
+        let keys = KeySource::new(verifying);
         #[cfg(feature = "jwks")]
-        let remote = self
-            .remote
-            .into_iter()
-            .map(|set| set.start(&rules))
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = keys.with_remote(
+            self.remote
+                .into_iter()
+                .map(|set| set.start(&rules))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         Ok(JwtAuth {
             inner: Arc::new(Inner {
-                #[cfg(feature = "jwks")]
-                remote,
+                keys,
                 cache: (self.cache_capacity > 0).then(|| VerifiedCache::new(self.cache_capacity)),
-                known_headers: crate::verify::known_headers(&verifying),
-                keys: verifying,
                 signing,
                 rules,
                 access_ttl: self.access_ttl,

@@ -6,110 +6,25 @@
 //! time, and the payload is base64url-decoded once into a stack buffer and parsed once.
 //! Nothing from the payload is trusted before the signature has been checked (I5).
 
-use std::borrow::Cow;
+pub(crate) mod header;
+#[cfg(feature = "jwks")]
+mod remote;
+
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
 
+pub(crate) use self::header::HEADER_BUF;
 use crate::cache::{Entry, VerifiedCache};
 use crate::claims::TokenPayload;
 use crate::error::TokenError;
-use crate::keys::{KeyId, VerifyingKey};
+use crate::keys::{KeyId, Keys};
 
-/// A base64url header longer than this is refused before decoding (I5).
-const MAX_HEADER_B64: usize = 1024;
 /// Largest signature: RSA-4096 is 512 bytes.
 const MAX_SIGNATURE: usize = 512;
 /// Payloads up to this size decode on the stack.
 const STACK_PAYLOAD: usize = 2048;
-
-/// The JOSE header fields we read; everything else is ignored, never fetched
-/// (`jku`, `x5u`, `jwk` are not trusted, RFC 8725 §3.10). Parsed strictly (RFC 7515
-/// §4): `alg` and `kid` must be strings, member names must not repeat, and `crit`,
-/// `zip` and `enc` are refused in any form, `null` included.
-struct JoseHeader<'a> {
-    alg: Algorithm,
-    kid: Option<Cow<'a, str>>,
-    /// A `crit`, `zip` or `enc` member was present.
-    unsupported: bool,
-}
-
-/// A JSON string, borrowed from the input when it has no escapes.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Str<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Members a header may have: more is not a header this crate can meet.
-const MAX_HEADER_MEMBERS: usize = 32;
-
-impl<'de> Deserialize<'de> for JoseHeader<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = JoseHeader<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JOSE header object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<JoseHeader<'de>, A::Error> {
-                let (mut alg, mut kid, mut unsupported) = (None, None, false);
-                let mut seen: Vec<Cow<'de, str>> = Vec::new();
-                while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
-                    if seen.contains(&name) || seen.len() >= MAX_HEADER_MEMBERS {
-                        return Err(A::Error::custom("repeated or too many header members"));
-                    }
-                    match &*name {
-                        "alg" => {
-                            let Str(value) = map.next_value::<Str<'de>>()?;
-                            // "none", "None", "hs256", "HS256 " all fail here.
-                            let parsed = value.parse::<Algorithm>();
-                            alg = Some(parsed.map_err(|_| A::Error::custom("unknown alg"))?);
-                        }
-                        "kid" => kid = Some(map.next_value::<Str<'de>>()?.0),
-                        "crit" | "zip" | "enc" => {
-                            map.next_value::<IgnoredAny>()?;
-                            unsupported = true;
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    seen.push(name);
-                }
-                Ok(JoseHeader {
-                    alg: alg.ok_or_else(|| A::Error::missing_field("alg"))?,
-                    kid,
-                    unsupported,
-                })
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
 
 /// The claims rules (leeway, issuer, audience) prepared at build time.
 pub(crate) struct Rules {
@@ -144,104 +59,17 @@ pub(crate) enum Validity {
 }
 
 pub(crate) struct Verifier<'k> {
-    pub(crate) keys: &'k [VerifyingKey],
-    /// Encoded headers seen at build time (the ones this crate and AuthX write), with
-    /// the index of the key they select: such a header needs no decoding or parsing.
-    pub(crate) known_headers: &'k [(Vec<u8>, usize)],
+    /// The keys this verification may use (all, or this crate's own only).
+    pub(crate) keys: Keys<'k>,
     pub(crate) rules: &'k Rules,
     /// Verified tokens (`None` when the cache is off).
     pub(crate) cache: Option<&'k VerifiedCache>,
-    /// Remote key sets, each bound to its issuer, asked after the configured keys.
-    #[cfg(feature = "jwks")]
-    pub(crate) remote: &'k [crate::jwks::RemoteIssuer],
 }
 
-/// The encoded headers worth recognising without parsing: `jsonwebtoken`'s field
-/// order and PyJWT/AuthX's, for every key. Each is run through the normal header
-/// path here, so recognising it later is exactly equivalent to parsing it.
-pub(crate) fn known_headers(keys: &[VerifyingKey]) -> Vec<(Vec<u8>, usize)> {
-    let mut out: Vec<(Vec<u8>, usize)> = Vec::new();
-    for key in keys {
-        let alg = crate::keys::alg_name(key.alg);
-        let mut candidates = Vec::new();
-        let mut ours = jsonwebtoken::Header::new(key.alg);
-        ours.kid = key.kid.clone();
-        if let Ok(json) = serde_json::to_vec(&ours) {
-            candidates.push(json);
-        }
-        match &key.kid {
-            None => candidates.push(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).into_bytes()),
-            Some(kid) => {
-                if let Ok(kid) = serde_json::to_string(kid) {
-                    candidates
-                        .push(format!(r#"{{"alg":"{alg}","kid":{kid},"typ":"JWT"}}"#).into_bytes());
-                }
-            }
-        }
-        for json in candidates {
-            let encoded = URL_SAFE_NO_PAD.encode(&json).into_bytes();
-            let verifier = Verifier {
-                keys,
-                known_headers: &[],
-                rules: &NO_RULES,
-                cache: None,
-                #[cfg(feature = "jwks")]
-                remote: &[],
-            };
-            if let Ok(selected) = verifier.key_for_header(&encoded) {
-                let index = keys.iter().position(|k| std::ptr::eq(k, selected));
-                if let Some(index) = index
-                    && !out.iter().any(|(h, _)| *h == encoded)
-                {
-                    out.push((encoded, index));
-                }
-            }
-        }
-    }
-    out
-}
-
-static NO_RULES: Rules = Rules {
-    leeway: 0,
-    issuer: None,
-    audience: None,
-    max_token_len: 0,
-    max_session: None,
-};
-
-const HEADER_BUF: usize = MAX_HEADER_B64 * 3 / 4 + 3;
-
-/// Decodes and parses a JOSE header: bounded in size, parsed with serde's recursion
-/// limit, strictly (see [`JoseHeader`]).
-fn parse_header<'b>(
-    header_b64: &[u8],
-    header_buf: &'b mut [u8; HEADER_BUF],
-) -> Result<JoseHeader<'b>, TokenError> {
-    if header_b64.len() > MAX_HEADER_B64 {
-        return Err(TokenError::Malformed);
-    }
-    let header_json = decode_into(header_b64, header_buf)?;
-    // serde_json skips ignored members without checking their UTF-8, and a derived
-    // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
-    let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;
-    if !header_json
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-    {
-        return Err(TokenError::Malformed);
-    }
-    let header: JoseHeader<'_> =
-        serde_json::from_str(header_json).map_err(|_| TokenError::Malformed)?;
-    if header.unsupported {
-        return Err(TokenError::UnsupportedHeader);
-    }
-    Ok(header)
-}
-
-/// Splits a compact JWS into its three base64url parts, or refuses it.
 /// The three base64url parts of a compact JWS: header, payload, signature.
 type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
+/// Splits a compact JWS into its three base64url parts, or refuses it.
 fn split(token: &[u8]) -> Result<Parts<'_>, TokenError> {
     // memchr: a byte-at-a-time split was a tenth of the whole verification.
     let malformed = TokenError::Malformed;
@@ -267,35 +95,6 @@ fn decode_into<'b>(input: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], TokenErr
 }
 
 impl Verifier<'_> {
-    fn select(&self, alg: Algorithm, kid: Option<&str>) -> Result<&VerifyingKey, TokenError> {
-        let found = match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|k| k.alg == alg && k.kid.as_deref() == Some(kid)),
-            // Without a `kid`, the first key of that algorithm (the signing key comes first).
-            None => self.keys.iter().find(|k| k.alg == alg),
-        };
-        found.ok_or(TokenError::UnsupportedAlgorithm)
-    }
-
-    /// The key a header selects. The header is the only part read before the
-    /// signature is checked: bounded in size, parsed with serde's recursion limit.
-    fn key_for_header(&self, header_b64: &[u8]) -> Result<&VerifyingKey, TokenError> {
-        for (known, index) in self.known_headers {
-            if known.as_slice() == header_b64 {
-                return self
-                    .keys
-                    .get(*index)
-                    .ok_or(TokenError::UnsupportedAlgorithm);
-            }
-        }
-        let mut header_buf = [0u8; HEADER_BUF];
-        let header = parse_header(header_b64, &mut header_buf)?;
-        // The key comes from configuration, matched by the header's alg and kid.
-        self.select(header.alg, header.kid.as_deref())
-    }
-
     /// Verifies signature and claims. `now` is seconds since the epoch.
     pub(crate) fn verify(&self, token: &[u8], now: u64) -> Result<Checked, TokenError> {
         if token.len() > self.rules.max_token_len {
@@ -306,7 +105,7 @@ impl Verifier<'_> {
         {
             // A token verified by a key no longer held (rotated out of a remote set)
             // is verified again, so the cache never outlives its key.
-            if let Some(rules) = self.rules_of(entry.key) {
+            if let Some(rules) = self.keys.rules_of(entry.key, self.rules) {
                 // The same rules as below, with the same clock and leeway.
                 return match rules.check(&entry.payload, now)? {
                     Validity::Valid => Ok(Checked::Valid(Verified {
@@ -322,11 +121,11 @@ impl Verifier<'_> {
             cache.remove(token);
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let key = match self.key_for_header(header_b64) {
+        let key = match self.keys.for_header(header_b64) {
             Ok(key) => key,
             // No configured key: the token may be an identity provider's.
             #[cfg(feature = "jwks")]
-            Err(TokenError::UnsupportedAlgorithm) if !self.remote.is_empty() => {
+            Err(TokenError::UnsupportedAlgorithm) if self.keys.has_remote() => {
                 return self.verify_remote(token, (header_b64, payload_b64, signature_b64), now);
             }
             Err(e) => return Err(e),
@@ -354,19 +153,6 @@ impl Verifier<'_> {
         Ok(self.admit(token, Arc::new(payload), validity, key.id))
     }
 
-    /// The rules for a token verified by `key`, while that key is held: the
-    /// configured ones for a static key, its issuer's for a remote one.
-    fn rules_of(&self, key: KeyId) -> Option<&Rules> {
-        if self.keys.iter().any(|k| k.id == key) {
-            return Some(self.rules);
-        }
-        #[cfg(feature = "jwks")]
-        if let Some(issuer) = self.remote.iter().find(|issuer| issuer.set.holds(key)) {
-            return Some(&issuer.rules);
-        }
-        None
-    }
-
     /// The verdict on a token whose signature `key` verified, kept in the cache
     /// when valid (never an expired or not-yet-valid one).
     fn admit(
@@ -385,94 +171,6 @@ impl Verifier<'_> {
             }
             Validity::Expired => Checked::Expired(payload),
         }
-    }
-}
-
-#[cfg(feature = "jwks")]
-impl Verifier<'_> {
-    /// Verifies a token with the key its header names in a remote set, then its
-    /// claims with that set's rules (its issuer, its audience). An unknown `kid`
-    /// asks the sets for a refresh (at most once per cooldown) and is refused now.
-    /// Valid remote tokens are cached like the others, tied to the key that verified
-    /// them (see [`Verifier::rules_of`]).
-    fn verify_remote(
-        &self,
-        token: &[u8],
-        parts: Parts<'_>,
-        now: u64,
-    ) -> Result<Checked, TokenError> {
-        use crate::jwks::Miss;
-        let (header_b64, payload_b64, signature_b64) = parts;
-        let mut header_buf = [0u8; HEADER_BUF];
-        let header = parse_header(header_b64, &mut header_buf)?;
-        if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
-            return Err(TokenError::InvalidSignature);
-        }
-        let signing_input = token
-            .get(..header_b64.len() + 1 + payload_b64.len())
-            .ok_or(TokenError::Malformed)?;
-        let (mut unavailable, mut unknown) = (false, false);
-        // Two issuers may publish the same `kid`: a set whose key does not verify the
-        // token, or whose issuer is not the token's, leaves it to the next set.
-        let mut refused = None;
-        for issuer in self.remote {
-            let verified = issuer
-                .set
-                .with_key(header.kid.as_deref(), header.alg, |key| {
-                    with_decoded(signature_b64, |signature| {
-                        Ok((key.verify(signing_input, signature), key.id))
-                    })
-                });
-            match verified {
-                Ok(Ok((true, key))) => {
-                    let mut payload = with_decoded(payload_b64, parse_foreign_claims)?;
-                    // Only access tokens come from a remote set: a refresh token of this
-                    // crate, verified elsewhere through the set it publishes, must not
-                    // pass as one (its `type` is otherwise just an extra claim here).
-                    if payload.extra.get("type").and_then(|t| t.as_str()) == Some("refresh") {
-                        return Err(TokenError::WrongType);
-                    }
-                    if payload.jti.is_empty() {
-                        payload.jti = crate::jwks::token_id(token);
-                    }
-                    match issuer.rules.check(&payload, now) {
-                        Err(TokenError::InvalidIssuer) => refused = Some(TokenError::InvalidIssuer),
-                        Err(e) => return Err(e),
-                        Ok(validity) => {
-                            return Ok(self.admit(token, Arc::new(payload), validity, key));
-                        }
-                    }
-                }
-                Ok(Ok((false, _))) => refused = refused.or(Some(TokenError::InvalidSignature)),
-                Ok(Err(e)) => return Err(e),
-                Err(Miss::Unavailable) => unavailable = true,
-                Err(Miss::UnknownKid) => unknown = true,
-                Err(Miss::WrongAlgorithm) => {}
-            }
-        }
-        if let Some(error) = refused {
-            return Err(error);
-        }
-        if unknown {
-            for issuer in self.remote {
-                // The fetch is started now; this request does not wait for it.
-                drop(issuer.set.refresh_for_unknown_kid());
-            }
-        }
-        Err(if unavailable {
-            TokenError::KeysUnavailable
-        } else {
-            TokenError::UnsupportedAlgorithm
-        })
-    }
-}
-
-#[cfg(feature = "jwks")]
-fn parse_foreign_claims(json: &[u8]) -> Result<TokenPayload, TokenError> {
-    match serde_json::from_slice::<crate::claims::ForeignPayload>(json) {
-        Ok(payload) => Ok(payload.0),
-        Err(e) if e.is_data() => Err(TokenError::InvalidClaims),
-        Err(_) => Err(TokenError::Malformed),
     }
 }
 
@@ -590,7 +288,8 @@ mod tests {
 
     mod cache {
         use super::super::*;
-        use crate::keys::Key;
+        use crate::keys::{Key, KeySource, VerifyingKey};
+        use jsonwebtoken::Algorithm;
 
         const NOW: u64 = 1_800_000_000;
         const RULES: Rules = Rules {
@@ -623,14 +322,11 @@ mod tests {
             )
         }
 
-        fn verifier<'k>(keys: &'k [VerifyingKey], cache: &'k VerifiedCache) -> Verifier<'k> {
+        fn verifier<'k>(keys: &'k KeySource, cache: &'k VerifiedCache) -> Verifier<'k> {
             Verifier {
-                keys,
-                known_headers: &[],
+                keys: keys.all(),
                 rules: &RULES,
                 cache: Some(cache),
-                #[cfg(feature = "jwks")]
-                remote: &[],
             }
         }
 
@@ -644,27 +340,30 @@ mod tests {
             let (_, p2) = key("k2", 2);
             let cache = VerifiedCache::new(16);
             let t = token(&k1, NOW + 60, None);
-            let both = [p1, p2];
+            let k1_id = p1.id;
+            let both = KeySource::new(vec![p1, p2]);
             assert!(is_valid(verifier(&both, &cache).verify(t.as_bytes(), NOW)));
             assert!(is_valid(verifier(&both, &cache).verify(t.as_bytes(), NOW)));
             assert_eq!(cache.len(), 1);
             // The key set without k1 (a rotation): the cached entry must not answer.
-            let [p1, p2] = both;
-            let rotated = [p2];
+            let [p1, p2] = <[VerifyingKey; 2]>::try_from(both.into_keys())
+                .ok()
+                .unwrap();
+            let rotated = KeySource::new(vec![p2]);
             let r = verifier(&rotated, &cache).verify(t.as_bytes(), NOW);
             assert_eq!(r.err(), Some(TokenError::UnsupportedAlgorithm));
             assert_eq!(cache.len(), 0, "the stale entry was dropped");
             // The invalidation hook drops a key's entries at once.
-            let again = [p1];
+            let again = KeySource::new(vec![p1]);
             assert!(is_valid(verifier(&again, &cache).verify(t.as_bytes(), NOW)));
-            cache.forget_key(again[0].id);
+            cache.forget_key(k1_id);
             assert_eq!(cache.len(), 0);
         }
 
         #[test]
         fn only_valid_tokens_are_stored() {
             let (k1, p1) = key("k1", 1);
-            let keys = [p1];
+            let keys = KeySource::new(vec![p1]);
             let cache = VerifiedCache::new(16);
             let v = verifier(&keys, &cache);
             let expired = token(&k1, NOW - 6, None);
@@ -690,7 +389,7 @@ mod tests {
         #[test]
         fn a_hit_checks_the_dates_again_with_the_leeway() {
             let (k1, p1) = key("k1", 1);
-            let keys = [p1];
+            let keys = KeySource::new(vec![p1]);
             let cache = VerifiedCache::new(16);
             let v = verifier(&keys, &cache);
             let t = token(&k1, NOW + 10, None);

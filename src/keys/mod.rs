@@ -1,10 +1,18 @@
-//! Keys: prepared once at build time, selected by algorithm and `kid`.
+//! Keys: configured as [`Key`]s, prepared once at build time ([`verifying`], [`hmac`]),
+//! and held together by the [`KeySource`] that the request path asks for them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod hmac;
+mod known;
+mod source;
+mod verifying;
 
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
+pub(crate) use self::hmac::HmacKey;
+pub(crate) use self::source::{KeySource, Keys};
+use self::verifying::KeyKind;
+pub(crate) use self::verifying::{KeyId, VerifyingKey};
 use crate::error::ConfigError;
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
@@ -15,9 +23,9 @@ compile_error!(
 // With both backends on (feature unification, `--all-features`) AWS-LC wins, so
 // `jsonwebtoken` never meets its "no provider" panic.
 #[cfg(feature = "aws-lc-rs")]
-static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+pub(super) static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
 #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+pub(super) static PROVIDER: &CryptoProvider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 
 /// Makes `jsonwebtoken`'s process-wide provider ours unless the application chose one.
 pub(crate) fn install_provider() {
@@ -192,12 +200,7 @@ impl Key {
             // Fail at build time, not at the first login.
             self.encoding_key()?;
         }
-        Ok(VerifyingKey {
-            id: KeyId::next(),
-            kid: self.kid.clone(),
-            alg: self.alg,
-            kind,
-        })
+        Ok(VerifyingKey::new(self.kid.clone(), self.alg, kind))
     }
 }
 
@@ -232,189 +235,5 @@ pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
         Algorithm::ES384 => "ES384",
         Algorithm::EdDSA => "EdDSA",
         _ => "unknown",
-    }
-}
-
-/// An HMAC tag (at most 64 bytes, SHA-512), on the stack.
-pub(crate) struct Tag {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl From<&[u8]> for Tag {
-    fn from(tag: &[u8]) -> Self {
-        let mut bytes = [0u8; 64];
-        let len = tag.len().min(64);
-        bytes[..len].copy_from_slice(&tag[..len]);
-        Self { bytes, len }
-    }
-}
-
-impl AsRef<[u8]> for Tag {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-/// Identifies one prepared key for the life of the process, so a cached token can
-/// tell which key verified it (indexes would be reused when a key set changes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct KeyId(u64);
-
-impl KeyId {
-    fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Self(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_tests(id: u64) -> Self {
-        Self(id)
-    }
-}
-
-/// A verification key prepared at build time.
-pub(crate) struct VerifyingKey {
-    pub(crate) id: KeyId,
-    pub(crate) kid: Option<String>,
-    pub(crate) alg: Algorithm,
-    kind: KeyKind,
-}
-
-// Prepared once and kept in a Vec: boxing the large HMAC state would only add a
-// pointer chase to every verification.
-#[allow(clippy::large_enum_variant)]
-enum KeyKind {
-    Hmac(HmacKey),
-    Public(DecodingKey),
-}
-
-impl VerifyingKey {
-    /// A public key from a remote set, for one algorithm; `None` when the key does
-    /// not fit the algorithm.
-    #[cfg(feature = "jwks")]
-    pub(crate) fn remote(kid: Option<String>, alg: Algorithm, key: DecodingKey) -> Option<Self> {
-        (PROVIDER.verifier_factory)(&alg, &key).ok()?;
-        Some(Self {
-            id: KeyId::next(),
-            kid,
-            alg,
-            kind: KeyKind::Public(key),
-        })
-    }
-
-    /// The public JWK of an asymmetric key (`None` for HMAC): `kid` (its own, or the
-    /// RFC 7638 thumbprint), `alg`, `use: "sig"`.
-    pub(crate) fn public_jwk(&self) -> Option<jsonwebtoken::jwk::Jwk> {
-        use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
-        let KeyKind::Public(key) = &self.kind else {
-            return None;
-        };
-        let mut jwk = Jwk::from_decoding_key(key, Some(self.alg)).ok()?;
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        jwk.common.key_id = match &self.kid {
-            Some(kid) => Some(kid.clone()),
-            None => Some(jwk.thumbprint(ThumbprintHash::SHA256).ok()?),
-        };
-        Some(jwk)
-    }
-
-    /// Verifies `signature` (already base64url-decoded) over `message`. Constant time
-    /// for HMAC (the backend's own comparison).
-    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        match &self.kind {
-            KeyKind::Hmac(key) => key.verify(message, signature),
-            KeyKind::Public(key) => match (PROVIDER.verifier_factory)(&self.alg, key) {
-                Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
-                Err(_) => false,
-            },
-        }
-    }
-}
-
-#[cfg(feature = "aws-lc-rs")]
-pub(crate) struct HmacKey(aws_lc_rs::hmac::Key);
-
-#[cfg(feature = "aws-lc-rs")]
-impl HmacKey {
-    fn new(alg: Algorithm, secret: &[u8]) -> Self {
-        use aws_lc_rs::hmac;
-        let algorithm = match alg {
-            Algorithm::HS384 => hmac::HMAC_SHA384,
-            Algorithm::HS512 => hmac::HMAC_SHA512,
-            _ => hmac::HMAC_SHA256,
-        };
-        Self(hmac::Key::new(algorithm, secret))
-    }
-
-    fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
-        aws_lc_rs::hmac::verify(&self.0, message, tag).is_ok()
-    }
-
-    pub(crate) fn sign(&self, message: &[u8]) -> Tag {
-        Tag::from(aws_lc_rs::hmac::sign(&self.0, message).as_ref())
-    }
-}
-
-#[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-pub(crate) enum HmacKey {
-    Sha256(hmac::Hmac<sha2::Sha256>),
-    Sha384(hmac::Hmac<sha2::Sha384>),
-    Sha512(hmac::Hmac<sha2::Sha512>),
-}
-
-#[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-impl HmacKey {
-    fn new(alg: Algorithm, secret: &[u8]) -> Self {
-        use hmac::Mac;
-        // `new_from_slice` accepts any key length for HMAC; the length was checked above.
-        match alg {
-            Algorithm::HS384 => {
-                Self::Sha384(hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
-            }
-            Algorithm::HS512 => {
-                Self::Sha512(hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
-            }
-            _ => {
-                Self::Sha256(hmac::Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
-            }
-        }
-    }
-
-    pub(crate) fn sign(&self, message: &[u8]) -> Tag {
-        use hmac::Mac;
-        match self {
-            Self::Sha256(k) => {
-                Tag::from(&k.clone().chain_update(message).finalize().into_bytes()[..])
-            }
-            Self::Sha384(k) => {
-                Tag::from(&k.clone().chain_update(message).finalize().into_bytes()[..])
-            }
-            Self::Sha512(k) => {
-                Tag::from(&k.clone().chain_update(message).finalize().into_bytes()[..])
-            }
-        }
-    }
-
-    fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
-        use hmac::Mac;
-        // `verify_slice` compares in constant time.
-        match self {
-            Self::Sha256(k) => {
-                let mut m = k.clone();
-                m.update(message);
-                m.verify_slice(tag).is_ok()
-            }
-            Self::Sha384(k) => {
-                let mut m = k.clone();
-                m.update(message);
-                m.verify_slice(tag).is_ok()
-            }
-            Self::Sha512(k) => {
-                let mut m = k.clone();
-                m.update(message);
-                m.verify_slice(tag).is_ok()
-            }
-        }
     }
 }
