@@ -29,8 +29,14 @@ impl Span {
         Self
     }
 
-    fn enter(&self) {}
+    /// A guard like `tracing`'s, dropped at the end of the poll.
+    fn enter(&self) -> Entered {
+        Entered
+    }
 }
+
+#[cfg(not(feature = "tracing"))]
+struct Entered;
 
 /// An access cookie to append to a successful response (implicit refresh).
 pub(crate) struct Refresh {
