@@ -21,10 +21,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use tower_jwt_auth::revocation::RevocationStore;
 use tower_jwt_auth::{JwtAuth, ManualClock, MemoryStore, TokenPayload, TokenType};
@@ -33,8 +30,6 @@ const SECRET: &str = "revocation-suite-secret-of-at-least-32-bytes";
 const OTHER_SECRET: &str = "another-secret-that-is-also-32-bytes-long!!";
 /// Bound on every scenario.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
-/// Bound on one HTTP exchange.
-const CALL_LIMIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------
 // Stores under test
@@ -206,63 +201,20 @@ async fn send(
     headers: &[(header::HeaderName, String)],
     body: Option<Value>,
 ) -> Resp {
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to app");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("http handshake");
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, addr.to_string());
-        for (name, value) in headers {
-            req = req.header(name, value.as_str());
-        }
-        let payload = match body {
-            Some(v) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Bytes::from(v.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let res = sender
-            .send_request(req.body(Full::new(payload)).expect("request"))
-            .await
-            .expect("send request");
-        let status = res.status();
-        let www = res
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let set_cookie = res
-            .headers()
+    let res = support::client::send(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("HTTP exchange with {addr}: {e}"));
+    Resp {
+        status: res.status,
+        www: res.header(header::WWW_AUTHENTICATE).map(str::to_owned),
+        set_cookie: res
+            .headers
             .get_all(header::SET_COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect();
-        let bytes = res
-            .into_body()
-            .collect()
-            .await
-            .expect("read body")
-            .to_bytes();
-        driver.abort();
-        Resp {
-            status,
-            www,
-            set_cookie,
-            body: serde_json::from_slice(&bytes).ok(),
-        }
-    };
-    tokio::time::timeout(CALL_LIMIT, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("HTTP exchange with {addr} took more than {CALL_LIMIT:?}"))
+            .collect(),
+        body: serde_json::from_slice(&res.body).ok(),
+    }
 }
 
 struct Session {
