@@ -7,6 +7,8 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use base64_simd::Out;
+
 use super::decode_into;
 use crate::error::TokenError;
 
@@ -108,7 +110,7 @@ pub(crate) fn parse<'b>(
     if header_b64.len() > MAX_HEADER_B64 {
         return Err(TokenError::Malformed);
     }
-    let header_json = decode_into(header_b64, header_buf)?;
+    let header_json = decode_into(header_b64, Out::from_slice(header_buf))?;
     // serde_json skips ignored members without checking their UTF-8, and a derived
     // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
     let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;

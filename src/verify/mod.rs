@@ -10,10 +10,10 @@ pub(crate) mod header;
 #[cfg(feature = "jwks")]
 mod remote;
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::{Out, URL_SAFE_NO_PAD};
 
 pub(crate) use self::header::HEADER_BUF;
 use crate::cache::{Entry, VerifiedCache};
@@ -87,11 +87,22 @@ fn split(token: &[u8]) -> Result<Parts<'_>, TokenError> {
     Ok((header, payload, signature))
 }
 
-fn decode_into<'b>(input: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], TokenError> {
-    let n = URL_SAFE_NO_PAD
-        .decode_slice(input, buf)
+/// Base64url-decodes `input` into `buf`, strictly: no padding, no other alphabet, and
+/// the unused bits of the last character must be zero (one encoding per token).
+/// SIMD (`base64-simd`): the scalar decoder was a tenth of a verification.
+fn decode_into<'b>(input: &[u8], buf: impl Into<Out<'b, [u8]>>) -> Result<&'b [u8], TokenError> {
+    let buf = buf.into();
+    let len = URL_SAFE_NO_PAD
+        .decoded_length(input)
         .map_err(|_| TokenError::Malformed)?;
-    buf.get(..n).ok_or(TokenError::Malformed)
+    // `decode` panics on a short buffer: refuse instead.
+    if len > buf.len() {
+        return Err(TokenError::Malformed);
+    }
+    match URL_SAFE_NO_PAD.decode(input, buf) {
+        Ok(decoded) => Ok(decoded),
+        Err(_) => Err(TokenError::Malformed),
+    }
 }
 
 impl Verifier<'_> {
@@ -174,30 +185,29 @@ impl Verifier<'_> {
     }
 }
 
-/// Base64url-decodes `input` into a stack buffer sized to it (zeroing a large buffer
-/// for a small input costs more than the decoding), or onto the heap past 2 KiB.
+/// Base64url-decodes `input` into an uninitialised stack buffer (nothing to zero), or
+/// onto the heap past 2 KiB.
 fn with_decoded<R>(
     input: &[u8],
     f: impl FnOnce(&[u8]) -> Result<R, TokenError>,
 ) -> Result<R, TokenError> {
-    let decoded_len = input.len() / 4 * 3 + 3;
-    if decoded_len <= 96 {
-        f(decode_into(input, &mut [0u8; 96])?)
-    } else if decoded_len <= 512 {
-        f(decode_into(input, &mut [0u8; 512])?)
-    } else if decoded_len <= STACK_PAYLOAD {
-        f(decode_into(input, &mut [0u8; STACK_PAYLOAD])?)
+    if input.len() / 4 * 3 + 3 <= STACK_PAYLOAD {
+        let mut buf = [MaybeUninit::<u8>::uninit(); STACK_PAYLOAD];
+        f(decode_into(input, Out::from_uninit_slice(&mut buf))?)
     } else {
         let bytes = URL_SAFE_NO_PAD
-            .decode(input)
+            .decode_to_vec(input)
             .map_err(|_| TokenError::Malformed)?;
         f(&bytes)
     }
 }
 
 fn parse_claims(json: &[u8]) -> Result<TokenPayload, TokenError> {
+    // One UTF-8 check of the whole payload (word at a time over ASCII) instead of
+    // `from_slice`'s check of every string: a tenth of the parse.
+    let json = std::str::from_utf8(json).map_err(|_| TokenError::Malformed)?;
     // serde_json's recursion limit (128) bounds nesting; never `unbounded_depth`.
-    serde_json::from_slice(json).map_err(|e| {
+    serde_json::from_str(json).map_err(|e| {
         if e.is_data() {
             TokenError::InvalidClaims
         } else {
@@ -255,7 +265,7 @@ impl Rules {
 pub(crate) fn decode_custom<C: serde::de::DeserializeOwned>(token: &[u8]) -> Result<C, TokenError> {
     let payload_b64 = split(token)?.1;
     let bytes = URL_SAFE_NO_PAD
-        .decode(payload_b64)
+        .decode_to_vec(payload_b64)
         .map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::InvalidClaims)
 }
@@ -284,6 +294,42 @@ mod tests {
         ] {
             assert_eq!(split(bad), Err(TokenError::Malformed), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn base64url_decoding_is_strict() {
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            decode_into(b"QQ", Out::from_slice(&mut buf[..])),
+            Ok(&b"A"[..])
+        );
+        assert_eq!(
+            decode_into(b"_-8", Out::from_slice(&mut buf[..])),
+            Ok(&[0xff, 0xef][..])
+        );
+        // Unused trailing bits set, padding, the standard alphabet, whitespace, a
+        // length no encoding has: all refused, so a token has one spelling only.
+        for bad in [
+            &b"QR"[..],
+            b"QQ==",
+            b"QQ=",
+            b"+/8",
+            b"Q Q",
+            b"QUJDR",
+            b"Q\n",
+        ] {
+            assert_eq!(
+                decode_into(bad, Out::from_slice(&mut buf[..])),
+                Err(TokenError::Malformed),
+                "{bad:?}"
+            );
+        }
+        // Longer than the buffer: refused, never a panic.
+        assert_eq!(
+            decode_into(b"QUJDREVGR0hJSktM", Out::from_slice(&mut buf[..])),
+            Err(TokenError::Malformed)
+        );
+        assert!(with_decoded(&[b'Q'; 4096], |d| Ok(d.len())).is_ok_and(|n| n == 3072));
     }
 
     mod cache {
