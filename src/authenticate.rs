@@ -84,7 +84,7 @@ impl JwtAuth {
     ) -> Result<TokenPayload, AuthError> {
         let requirement = Requirement::default();
         let accepted = self
-            .accept(method, headers, None, &requirement, true)?
+            .accept(method, headers, None, &requirement, || true)?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
         drop(accepted.entry);
@@ -102,7 +102,7 @@ impl JwtAuth {
                 &parts.headers,
                 parts.uri.query(),
                 &requirement,
-                true,
+                || true,
             )?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
@@ -112,14 +112,15 @@ impl JwtAuth {
 
     /// The synchronous part of authenticating a request: find the token, verify it,
     /// check type, CSRF, freshness and scopes, and plan any implicit refresh.
-    /// `Ok(None)`: no credentials on an optional route.
+    /// `Ok(None)`: no credentials on an optional route. `no_refresh` (gRPC answers
+    /// never set cookies) is only asked when a cookie could be set.
     pub(crate) fn accept(
         &self,
         method: &Method,
         headers: &HeaderMap,
         query: Option<&str>,
         req: &Requirement,
-        no_refresh: bool,
+        no_refresh: impl Fn() -> bool,
     ) -> Result<Option<Accepted>, AuthError> {
         let inner = &*self.inner;
         let refresh_route = req.token_type == TokenType::Refresh;
@@ -151,10 +152,12 @@ impl JwtAuth {
                 },
             };
         }
-        let fallback_allowed = !refresh_route
-            && !no_refresh
-            && inner.implicit.from_refresh_cookie
-            && inner.signing.is_some();
+        let fallback_allowed = || {
+            !refresh_route
+                && inner.implicit.from_refresh_cookie
+                && inner.signing.is_some()
+                && !no_refresh()
+        };
         let mut found = candidates.into_iter().flatten();
         let first = found.next();
         if first.is_some()
@@ -166,7 +169,7 @@ impl JwtAuth {
         let presented = match first {
             Some(token) => token,
             None => {
-                return match refresh_cookie.filter(|_| fallback_allowed) {
+                return match refresh_cookie.filter(|_| fallback_allowed()) {
                     Some(r) => self.fall_back(method, headers, req, r).map(Some),
                     None if req.optional => Ok(None),
                     None => Err(AuthError::MissingCredentials),
@@ -197,7 +200,7 @@ impl JwtAuth {
                 if p.token_type != req.token_type {
                     return Err(TokenError::WrongType.into());
                 }
-                return match refresh_cookie.filter(|_| from_cookie && fallback_allowed) {
+                return match refresh_cookie.filter(|_| from_cookie && fallback_allowed()) {
                     Some(r) => self.fall_back(method, headers, req, r).map(Some),
                     None => Err(TokenError::Expired.into()),
                 };
@@ -214,7 +217,7 @@ impl JwtAuth {
             .implicit
             .window
             .is_some_and(|w| payload.exp.saturating_sub(now) <= w);
-        let plan = if from_cookie && !refresh_route && !no_refresh && in_window {
+        let plan = if from_cookie && !refresh_route && in_window && !no_refresh() {
             Plan::Reissue
         } else {
             Plan::Keep

@@ -51,7 +51,12 @@ impl<S: fmt::Debug, C, R> fmt::Debug for AuthService<S, C, R> {
     }
 }
 
-fn protocol_of<B>(req: &Request<B>) -> Protocol {
+/// The protocol to answer in, read only when it matters (a rejection, or a cookie that
+/// may be re-issued): most requests never look up their content type.
+fn protocol_of<B>(req: &Request<B>, http_only: bool) -> Protocol {
+    if http_only {
+        return Protocol::Http;
+    }
     Protocol::of(req.headers().get(CONTENT_TYPE).map(HeaderValue::as_bytes))
 }
 
@@ -140,25 +145,24 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let protocol = if self.layer.requirement.http_only {
-            Protocol::Http
-        } else {
-            protocol_of(&req)
-        };
+        let http_only = self.layer.requirement.http_only;
         let auth = &self.layer.auth;
         let accepted = match auth.accept(
             req.method(),
             req.headers(),
             req.uri().query(),
             &self.layer.requirement,
-            protocol.is_grpc(),
+            || protocol_of(&req, http_only).is_grpc(),
         ) {
             Ok(Some(accepted)) => accepted,
             Ok(None) => {
                 metrics::anonymous();
                 return ResponseFuture::inner(self.inner.call(req), None, Span::none());
             }
-            Err(e) => return ResponseFuture::rejected(reject(&self.layer.responder, e, protocol)),
+            Err(e) => {
+                let protocol = protocol_of(&req, http_only);
+                return ResponseFuture::rejected(reject(&self.layer.responder, e, protocol));
+            }
         };
         let Some(store) = &auth.inner.store else {
             return proceed::<S, C, R, ReqB, ResB>(
@@ -167,7 +171,6 @@ where
                 req,
                 accepted,
                 Ok(TokenStatus::Active),
-                protocol,
             );
         };
         match store
@@ -175,14 +178,9 @@ where
             .observed(StoreOp::Check)
             .try_ready()
         {
-            Ok(answer) => proceed::<S, C, R, ReqB, ResB>(
-                &mut self.inner,
-                &self.layer,
-                req,
-                accepted,
-                answer,
-                protocol,
-            ),
+            Ok(answer) => {
+                proceed::<S, C, R, ReqB, ResB>(&mut self.inner, &self.layer, req, accepted, answer)
+            }
             Err(pending) => {
                 // The store needs I/O: take the service that was polled ready and
                 // leave a clone in its place (tower's usual pattern).
@@ -193,7 +191,10 @@ where
                     let auth = &layer.auth;
                     match finish::<C>(auth, req.extensions_mut(), accepted, answer) {
                         Ok((refresh, span)) => Resumed::Call(inner.call(req), refresh, span),
-                        Err(e) => Resumed::Reject(reject(&layer.responder, e, protocol)),
+                        Err(e) => {
+                            let protocol = protocol_of(&req, layer.requirement.http_only);
+                            Resumed::Reject(reject(&layer.responder, e, protocol))
+                        }
                     }
                 };
                 ResponseFuture::checking(pending, Box::new(resume))
@@ -222,7 +223,6 @@ fn proceed<S, C, R, ReqB, ResB>(
     mut req: Request<ReqB>,
     accepted: Accepted,
     answer: Result<TokenStatus, StoreError>,
-    protocol: Protocol,
 ) -> ResponseFuture<S::Future, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -231,6 +231,9 @@ where
 {
     match finish::<C>(&layer.auth, req.extensions_mut(), accepted, answer) {
         Ok((refresh, span)) => ResponseFuture::inner(inner.call(req), refresh, span),
-        Err(e) => ResponseFuture::rejected(reject(&layer.responder, e, protocol)),
+        Err(e) => {
+            let protocol = protocol_of(&req, layer.requirement.http_only);
+            ResponseFuture::rejected(reject(&layer.responder, e, protocol))
+        }
     }
 }

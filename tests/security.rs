@@ -1503,6 +1503,11 @@ async fn s2_1_bearer_syntax_errors() {
     // Empty header: 400 or 401 (tolerated).
     assert_rejected(&fx.send(&layer, &[&b""[..]]).await);
     assert_passed(&fx.send(&layer, &[format!("Bearer {t}").as_bytes()]).await);
+    // Once the token is in the verified-token cache, junk after it is still a 400.
+    assert_passed(&fx.send(&layer, &[format!("Bearer {t}").as_bytes()]).await);
+    for v in [format!("Bearer {t} x"), format!("Bearer {t} ")] {
+        assert_invalid_request(&fx.send(&layer, &[v.as_bytes()]).await);
+    }
 }
 
 #[tokio::test]
