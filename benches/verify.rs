@@ -114,9 +114,13 @@ where
     let elapsed = std::thread::scope(|scope| {
         for i in 0..threads {
             let mut svc = svc.clone();
-            let header = headers[i % headers.len()].clone();
+            let bytes = headers[i % headers.len()].as_bytes();
             let start = &start;
             scope.spawn(move || {
+                // Each thread's own copy, as each connection parses its own headers: a
+                // clone of one shared value would make both threads count references on
+                // neighbouring memory (false sharing in the benchmark, not the layer).
+                let header = HeaderValue::from_bytes(bytes).unwrap();
                 start.wait();
                 for _ in 0..per_thread {
                     let mut req = Request::new(());
@@ -125,6 +129,25 @@ where
                     let res = ready(ready(svc.ready()).unwrap().call(req)).unwrap();
                     assert_eq!(res.status(), 200);
                     black_box(res);
+                }
+            });
+        }
+        start.wait();
+        std::time::Instant::now()
+    });
+    elapsed.elapsed()
+}
+
+/// Runs `work(thread)` `per_thread` times on each of `threads` threads at once.
+fn parallel_work(threads: usize, per_thread: u64, work: impl Fn(usize) + Sync) -> Duration {
+    let start = std::sync::Barrier::new(threads + 1);
+    let elapsed = std::thread::scope(|scope| {
+        for i in 0..threads {
+            let (start, work) = (&start, &work);
+            scope.spawn(move || {
+                start.wait();
+                for _ in 0..per_thread {
+                    work(i);
                 }
             });
         }
@@ -186,12 +209,16 @@ fn bench(c: &mut Criterion) {
         .verified_token_cache(16)
         .build()
         .unwrap();
-    let fresh: Vec<HeaderValue> = (0..512)
+    let fresh_tokens: Vec<String> = (0..512)
         .map(|_| {
             let t = typical_token(&first_sight_auth);
             assert_eq!(t.len(), token.len(), "every token has the same size");
-            HeaderValue::from_str(&format!("Bearer {t}")).unwrap()
+            t
         })
+        .collect();
+    let fresh: Vec<HeaderValue> = fresh_tokens
+        .iter()
+        .map(|t| HeaderValue::from_str(&format!("Bearer {t}")).unwrap())
         .collect();
     let mut first_sight = first_sight_auth.layer().layer(service_fn(hello));
     let mut next = fresh.iter().cycle();
@@ -258,11 +285,16 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The floors over the distinct tokens of first sight (the work does not depend on
+    // the token; where it sits in memory does).
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
-    g.bench_function("floor", |b| b.iter(|| floor(black_box(&token), &hmac_key)));
+    let mut next_fresh = fresh_tokens.iter().cycle();
+    g.bench_function("floor", |b| {
+        b.iter(|| floor(black_box(next_fresh.next().unwrap()), &hmac_key))
+    });
     let prepared = <Hmac<Sha256> as Mac>::new_from_slice(SECRET).unwrap();
     g.bench_function("floor_crate_primitives", |b| {
-        b.iter(|| floor_crate_primitives(black_box(&token), &prepared))
+        b.iter(|| floor_crate_primitives(black_box(next_fresh.next().unwrap()), &prepared))
     });
 
     g.bench_function("verify_fn", |b| {
@@ -483,146 +515,122 @@ fn mean_ns(id: &str, since: std::time::SystemTime) -> Option<f64> {
 }
 
 fn report(since: std::time::SystemTime) {
-    // (label, numerator, denominator, goal: the ratio must stay at or below it)
-    let pairs: [(&str, &str, &str, Option<f64>); 21] = [
+    // (label, numerator, denominator)
+    let pairs: [(&str, &str, &str); 21] = [
         (
             "hs256 layer, repeated token / floor",
             "hs256/layer_hit",
             "hs256/floor",
-            Some(0.5),
         ),
         (
             "hs256 layer, first sight / floor",
             "hs256/layer_first_sight",
             "hs256/floor",
-            Some(1.3),
         ),
         (
             "hs256 layer, first two sights (mean) / floor",
             "hs256/layer_first_two_sights",
             "hs256/floor",
-            None,
         ),
         (
             "hs256 layer, cache off / floor",
             "hs256/layer_cache_off",
             "hs256/floor",
-            None,
         ),
         (
             "hs256 layer, repeated / jsonwebtoken::decode",
             "hs256/layer_hit",
             "hs256/jsonwebtoken_decode",
-            None,
         ),
         (
             "hs256 layer, first sight / jsonwebtoken::decode",
             "hs256/layer_first_sight",
             "hs256/jsonwebtoken_decode",
-            None,
         ),
         (
             "hs256 verify_fn (repeated) / floor",
             "hs256/verify_fn",
             "hs256/floor",
-            None,
         ),
         (
             "hs256 layer, repeated / no-auth service",
             "hs256/layer_hit",
             "hs256/no_auth_service",
-            None,
         ),
         (
             "2 threads / 1 thread, time per request",
             "threads/hit_2_thread",
             "threads/hit_1_thread",
-            Some(2.0 / 1.8),
         ),
         (
             "cookie layer / bearer layer (repeated)",
             "cookie/layer_cookie",
             "hs256/layer_hit",
-            None,
         ),
         (
             "cookie layer with re-issue / without",
             "cookie/layer_cookie_reissue",
             "cookie/layer_cookie",
-            None,
         ),
         (
             "reissue / jsonwebtoken::encode",
             "cookie/reissue",
             "cookie/jsonwebtoken_encode",
-            None,
         ),
         (
             "rs256 cached / first sight",
             "asymmetric/rs256_cached",
             "asymmetric/rs256_first_sight",
-            None,
         ),
         (
             "es256 cached / first sight",
             "asymmetric/es256_cached",
             "asymmetric/es256_first_sight",
-            None,
         ),
         (
             "eddsa cached / first sight",
             "asymmetric/eddsa_cached",
             "asymmetric/eddsa_first_sight",
-            None,
         ),
         (
             "hs256 layer, first sight / floor, crate's primitives",
             "hs256/layer_first_sight",
             "hs256/floor_crate_primitives",
-            None,
         ),
         (
             "hmac: RustCrypto, prepared / AWS-LC",
             "hmac/rustcrypto",
             "hmac/aws_lc",
-            None,
         ),
         (
             "hs256 floor / jsonwebtoken::decode",
             "hs256/floor",
             "hs256/jsonwebtoken_decode",
-            None,
         ),
         (
             "accepted, Prometheus recorder / no recorder",
             "metrics/accepted_prometheus",
             "metrics/accepted_no_recorder",
-            None,
         ),
         (
             "rejected, Prometheus recorder / no recorder",
             "metrics/rejected_prometheus",
             "metrics/rejected_no_recorder",
-            None,
         ),
         (
             "one counter, Prometheus recorder / none",
             "metrics/one_counter_prometheus",
             "metrics/one_counter_no_recorder",
-            None,
         ),
     ];
-    println!("\nratios (means of this run):");
-    for (label, a, b, goal) in pairs {
+    // The goals are judged by the interleaved measurement below: criterion's groups run
+    // seconds apart, and the load of a shared machine drifts in between.
+    println!("\nratios (criterion means of this run; goals are judged interleaved, below):");
+    for (label, a, b) in pairs {
         match (mean_ns(a, since), mean_ns(b, since)) {
             (Some(x), Some(y)) => {
                 let ratio = x / y;
-                let verdict = match goal {
-                    Some(g) if ratio <= g => format!("  goal <= {g:.2}: met"),
-                    Some(g) => format!("  goal <= {g:.2}: NOT met"),
-                    None => String::new(),
-                };
-                println!("  {label:<48} {ratio:>6.2}x  ({x:.0} ns / {y:.0} ns){verdict}")
+                println!("  {label:<48} {ratio:>6.2}x  ({x:.0} ns / {y:.0} ns)")
             }
             _ => println!("  {label:<48} (not measured in this run)"),
         }
@@ -632,8 +640,7 @@ fn report(since: std::time::SystemTime) {
         mean_ns("threads/hit_2_thread", since),
     ) {
         let scaling = 2.0 * one / two;
-        let verdict = if scaling >= 1.8 { "met" } else { "NOT met" };
-        println!("  2-thread scaling of cache hits: {scaling:.2}x (goal >= 1.8: {verdict})");
+        println!("  2-thread scaling of cache hits: {scaling:.2}x");
     }
 }
 
@@ -681,16 +688,21 @@ fn interleaved() {
         .collect();
     let mut next_token = distinct.iter().cycle();
     let mut next_header = distinct_headers.iter().cycle();
+    // The floors go through distinct tokens too, so every case reads its token from
+    // the same kind of memory (a token just read from the network, not one hot in L1).
+    let mut next_floor_token = distinct.iter().cycle();
     let mut uncached_layer = uncached.layer().layer(service_fn(hello));
     let mut time = |case: usize| {
         let start = std::time::Instant::now();
         for _ in 0..BATCH {
             match case {
                 0 => {
-                    black_box(floor(black_box(&token), &hmac_key));
+                    let t = next_floor_token.next().unwrap();
+                    black_box(floor(black_box(t), &hmac_key));
                 }
                 5 => {
-                    black_box(floor_crate_primitives(black_box(&token), &prepared));
+                    let t = next_floor_token.next().unwrap();
+                    black_box(floor_crate_primitives(black_box(t), &prepared));
                 }
                 3 => {
                     let t = next_token.next().unwrap();
@@ -748,9 +760,9 @@ fn interleaved() {
         v[v.len() / 2]
     };
     let verdict = |ratio: f64, goal: f64| if ratio <= goal { "met" } else { "NOT met" };
-    let (hit, first, floor) = (median(&mut hits), median(&mut firsts), median(&mut floors));
+    let (hit, first, floor_ns) = (median(&mut hits), median(&mut firsts), median(&mut floors));
     println!(
-        "\ninterleaved ({ROUNDS} rounds of {BATCH} requests per case; median of the per-round ratios; floor median {floor:.0} ns):"
+        "\ninterleaved ({ROUNDS} rounds of {BATCH} requests per case; median of the per-round ratios; floor median {floor_ns:.0} ns):"
     );
     println!(
         "  hs256 layer, repeated token / floor   {hit:.2}x (quartiles {:.2}-{:.2})  goal <= 0.50: {}",
@@ -773,6 +785,47 @@ fn interleaved() {
         "  floor with the crate's primitives / floor {:.2}x; layer, first sight / that floor {:.2}x",
         median(&mut own_floors),
         median(&mut firsts_own)
+    );
+
+    // Two threads hitting the cache at once (each its own client's token) against one,
+    // alternating which goes first: throughput of two over one, per round. The floor on
+    // one and two threads is the control: what the machine gives a second thread of
+    // work that shares nothing, at that moment.
+    const THREAD_ROUNDS: usize = 31;
+    const PER_THREAD: u64 = 20_000;
+    let clients: Vec<HeaderValue> = (0..2)
+        .map(|_| HeaderValue::from_str(&format!("Bearer {}", typical_token(&plain))).unwrap())
+        .collect();
+    let shared = plain.layer().layer(service_fn(hello));
+    let floor_work = |thread: usize| {
+        black_box(floor(black_box(&distinct[thread]), &hmac_key));
+    };
+    let (mut scalings, mut controls) = (Vec::new(), Vec::new());
+    for round in 0..THREAD_ROUNDS {
+        let pair = |f: &dyn Fn(usize) -> Duration| {
+            let (one, two) = if round % 2 == 0 {
+                let one = f(1);
+                (one, f(2))
+            } else {
+                let two = f(2);
+                (f(1), two)
+            };
+            2.0 * one.as_secs_f64() / two.as_secs_f64()
+        };
+        scalings.push(pair(&|n| parallel(&shared, &clients, n, PER_THREAD)));
+        controls.push(pair(&|n| parallel_work(n, PER_THREAD / 4, floor_work)));
+    }
+    let (scaling, control) = (median(&mut scalings), median(&mut controls));
+    println!(
+        "  cache hits, 2 threads / 1 thread      {scaling:.2}x throughput (quartiles {:.2}-{:.2}, {THREAD_ROUNDS} rounds)  goal >= 1.80: {}",
+        scalings[THREAD_ROUNDS / 4],
+        scalings[3 * THREAD_ROUNDS / 4],
+        if scaling >= 1.8 { "met" } else { "NOT met" }
+    );
+    println!(
+        "  control: the floor, 2 threads / 1     {control:.2}x throughput (quartiles {:.2}-{:.2})",
+        controls[THREAD_ROUNDS / 4],
+        controls[3 * THREAD_ROUNDS / 4],
     );
 }
 
