@@ -78,8 +78,10 @@ impl<'de> Deserialize<'de> for TokenType {
 /// assert_eq!(claims.exp, 1795627160);
 /// assert_eq!(claims.extra["tenant"], "t1");
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
+// `repr(C)` keeps `tail` last (see `CacheLinePad`).
+#[repr(C)]
 pub struct TokenPayload {
     /// Subject: who the token is about.
     pub sub: String,
@@ -110,6 +112,37 @@ pub struct TokenPayload {
     pub auth_time: Option<u64>,
     /// Every other top-level claim.
     pub extra: Map<String, Value>,
+    pub(crate) tail: CacheLinePad,
+}
+
+/// A cache line of nothing after the claims. Every request presenting a cached token
+/// counts a reference at the start of its claims' allocation; without this, the end of
+/// the claims allocated just before (often another token's, read by another core on
+/// each of its hits) could share that line, and two cores hitting two tokens would
+/// contend (`benches/verify.rs`, 2 threads against 1). Padding rather than
+/// `repr(align(64))`: an over-aligned allocation costs more on first sight.
+#[derive(Clone, Copy, Default, PartialEq)]
+pub(crate) struct CacheLinePad([u64; 8]);
+
+impl fmt::Debug for TokenPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPayload")
+            .field("sub", &self.sub)
+            .field("jti", &self.jti)
+            .field("token_type", &self.token_type)
+            .field("fresh", &self.fresh)
+            .field("csrf", &self.csrf)
+            .field("iat", &self.iat)
+            .field("nbf", &self.nbf)
+            .field("exp", &self.exp)
+            .field("iss", &self.iss)
+            .field("aud", &self.aud)
+            .field("scopes", &self.scopes)
+            .field("family", &self.family)
+            .field("auth_time", &self.auth_time)
+            .field("extra", &self.extra)
+            .finish()
+    }
 }
 
 impl TokenPayload {
@@ -458,6 +491,7 @@ impl<'de> Visitor<'de> for PayloadVisitor {
             family,
             auth_time,
             extra,
+            tail: CacheLinePad::default(),
         })
     }
 }

@@ -93,6 +93,7 @@ impl<'a> TokenBuilder<'a> {
             family: (token_type == TokenType::Refresh).then(uuid),
             auth_time: Some(now),
             extra: Map::new(),
+            tail: Default::default(),
         };
         Self {
             auth,
