@@ -393,7 +393,7 @@ impl JwtAuthBuilder {
 
     /// How many verified tokens to remember (default 10 000; 0 turns the cache off).
     ///
-    /// A token seen before skips its signature check (the MAC, or 20–60 µs for
+    /// A token seen before skips its signature check (the MAC, or 30–90 µs for
     /// RSA/ECDSA), its base64 decoding and its JSON parse: the cache is keyed by the
     /// token's exact bytes and hands out the claims it parsed the first time (shared,
     /// see [`AuthLayer`](crate::AuthLayer)). Only tokens whose claims were valid are
