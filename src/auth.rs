@@ -238,7 +238,8 @@ impl JwtAuth {
         token: &str,
         expected: TokenType,
     ) -> Result<TokenPayload, AuthError> {
-        let payload = self.verify(token, expected)?;
+        let verify = || self.verify(token, expected);
+        let payload = self.after_key_fetch(verify(), verify).await?;
         self.check_revocation(&payload).await?;
         Ok(payload)
     }

@@ -83,8 +83,10 @@ impl JwtAuth {
         headers: &HeaderMap,
     ) -> Result<TokenPayload, AuthError> {
         let requirement = Requirement::default();
+        let accept = || self.accept(method, headers, None, &requirement, || true);
         let accepted = self
-            .accept(method, headers, None, &requirement, || true)?
+            .after_key_fetch(accept(), accept)
+            .await?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
         drop(accepted.entry);
@@ -96,18 +98,45 @@ impl JwtAuth {
     /// [`Location::Query`] is configured.
     pub async fn authenticate_parts(&self, parts: &Parts) -> Result<TokenPayload, AuthError> {
         let requirement = Requirement::default();
-        let accepted = self
-            .accept(
+        let accept = || {
+            self.accept(
                 &parts.method,
                 &parts.headers,
                 parts.uri.query(),
                 &requirement,
                 || true,
-            )?
+            )
+        };
+        let accepted = self
+            .after_key_fetch(accept(), accept)
+            .await?
             .ok_or(AuthError::MissingCredentials)?;
         self.check_revocation(&accepted.payload).await?;
         drop(accepted.entry);
         Ok(Arc::unwrap_or_clone(accepted.payload))
+    }
+
+    /// `first`, or when it refused a token whose `kid` a remote set is fetching right
+    /// now, `again()` once that fetch has finished (bounded by the fetch timeout): a
+    /// token signed with a key the provider just rotated in is not refused while the
+    /// key is on its way.
+    pub(crate) async fn after_key_fetch<T>(
+        &self,
+        first: Result<T, AuthError>,
+        again: impl FnOnce() -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        #[cfg(feature = "jwks")]
+        if matches!(
+            first,
+            Err(AuthError::InvalidToken(TokenError::UnsupportedAlgorithm))
+        ) && let Some(wait) = self.inner.keys.all().pending_fetches()
+        {
+            wait.await;
+            return again();
+        }
+        #[cfg(not(feature = "jwks"))]
+        drop(again);
+        first
     }
 
     /// The synchronous part of authenticating a request: find the token, verify it,

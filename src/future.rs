@@ -55,6 +55,13 @@ pub(crate) enum Resumed<F, B> {
 
 type Resume<F, B> = Box<dyn FnOnce(Result<TokenStatus, StoreError>) -> Resumed<F, B> + Send>;
 
+/// A fetch of remote keys that a request with an unknown `kid` waits for (bounded by
+/// the fetch timeout).
+pub(crate) type KeyWait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Authenticates the request again, once the keys it waited for are in.
+type Retry<F, B> = Box<dyn FnOnce() -> ResponseFuture<F, B> + Send>;
+
 pin_project! {
     /// The response future of [`AuthService`](crate::AuthService).
     pub struct ResponseFuture<F, B> {
@@ -78,6 +85,11 @@ pin_project! {
         },
         Rejected {
             response: Option<Response<B>>,
+        },
+        // A remote set is fetching the keys of a new `kid` this request named.
+        WaitingForKeys {
+            wait: KeyWait,
+            retry: Option<Retry<F, B>>,
         },
         // The handler answered; the re-issued cookie waits for the store's word.
         Rechecking {
@@ -103,6 +115,16 @@ impl<F, B> ResponseFuture<F, B> {
         Self {
             state: State::Rejected {
                 response: Some(response),
+            },
+        }
+    }
+
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+    pub(crate) fn waiting_for_keys(wait: KeyWait, retry: Retry<F, B>) -> Self {
+        Self {
+            state: State::WaitingForKeys {
+                wait,
+                retry: Some(retry),
             },
         }
     }
@@ -220,6 +242,14 @@ where
                         },
                     };
                     this.state.set(next);
+                }
+                StateProj::WaitingForKeys { wait, retry } => {
+                    ready!(wait.as_mut().poll(cx));
+                    let Some(retry) = retry.take() else {
+                        // Unreachable: the state is replaced right below.
+                        return Poll::Pending;
+                    };
+                    this.state.set(retry().state);
                 }
                 StateProj::Rejected { response } => {
                     return match response.take() {

@@ -144,7 +144,28 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        self.authenticate(req, true)
+    }
+}
+
+impl<S, C, R> AuthService<S, C, R> {
+    /// The whole of `call`. With `may_wait`, a bearer token naming a `kid` that a
+    /// remote set is fetching right now waits for that fetch and is authenticated
+    /// again (once), instead of being refused while its key is on its way.
+    fn authenticate<ReqB, ResB>(
+        &mut self,
+        mut req: Request<ReqB>,
+        may_wait: bool,
+    ) -> ResponseFuture<S::Future, ResB>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send,
+        ReqB: Send + 'static,
+        ResB: Send + 'static,
+        C: DeserializeOwned + Send + Sync + 'static,
+        R: Responder<ResB> + Clone + Send + 'static,
+    {
         let http_only = self.layer.requirement.http_only;
         let auth = &self.layer.auth;
         let accepted = match auth.accept(
@@ -160,6 +181,19 @@ where
                 return ResponseFuture::inner(self.inner.call(req), None, Span::none());
             }
             Err(e) => {
+                #[cfg(feature = "jwks")]
+                if may_wait
+                    && e == AuthError::InvalidToken(TokenError::UnsupportedAlgorithm)
+                    && let Some(wait) = auth.inner.keys.all().pending_fetches()
+                {
+                    let mut retry = self.take_ready();
+                    return ResponseFuture::waiting_for_keys(
+                        wait,
+                        Box::new(move || retry.authenticate(req, false)),
+                    );
+                }
+                #[cfg(not(feature = "jwks"))]
+                let _ = may_wait;
                 let protocol = protocol_of(&req, http_only);
                 return ResponseFuture::rejected(reject(&self.layer.responder, e, protocol));
             }
@@ -182,11 +216,7 @@ where
                 proceed::<S, C, R, ReqB, ResB>(&mut self.inner, &self.layer, req, accepted, answer)
             }
             Err(pending) => {
-                // The store needs I/O: take the service that was polled ready and
-                // leave a clone in its place (tower's usual pattern).
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                let layer = self.layer.clone();
+                let Self { mut inner, layer } = self.take_ready();
                 let resume = move |answer: Result<TokenStatus, StoreError>| {
                     let auth = &layer.auth;
                     match finish::<C>(auth, req.extensions_mut(), accepted, answer) {
@@ -199,6 +229,18 @@ where
                 };
                 ResponseFuture::checking(pending, Box::new(resume))
             }
+        }
+    }
+}
+
+impl<S: Clone, C, R: Clone> AuthService<S, C, R> {
+    /// The service that was polled ready, for a call made later (the store or a key
+    /// fetch needs I/O first), with a clone left in its place: tower's usual pattern.
+    fn take_ready(&mut self) -> Self {
+        let clone = self.inner.clone();
+        Self {
+            inner: std::mem::replace(&mut self.inner, clone),
+            layer: self.layer.clone(),
         }
     }
 }

@@ -762,3 +762,154 @@ async fn provider_tokens_are_bearer_only_never_cookies() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers().get("set-cookie").is_none(), "never re-issued");
 }
+
+/// A service behind the layer that answers 200.
+fn layered(
+    auth: &JwtAuth,
+) -> impl tower::Service<
+    Request<String>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    use tower::Layer;
+    auth.layer()
+        .layer(tower::service_fn(|_req: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        }))
+}
+
+fn bearer(token: &str) -> Request<String> {
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_naming_a_new_kid_wait_for_the_fetch_of_its_key() {
+    let old = SigningKey::new(Algorithm::RS256, "old");
+    let provider = Provider::start(&set(&[&old])).await;
+    let auth = build(
+        remote(&provider.jwks_url())
+            .issuer(ISS)
+            .refresh_cooldown(Duration::from_secs(30))
+            .fetch_timeout(Duration::from_secs(2)),
+    );
+    assert!(
+        when_loaded(&auth, &old.sign(&claims(ISS, "a")))
+            .await
+            .is_ok()
+    );
+    let svc = layered(&auth);
+
+    // The provider rotates a key in and answers slowly: the first requests that name
+    // it wait for the one fetch they share, and pass.
+    let new = SigningKey::new(Algorithm::ES256, "new");
+    provider.publish(&set(&[&old, &new]));
+    provider.set_mode(Mode::Slow(Duration::from_millis(300)));
+    let token = new.sign(&claims(ISS, "b"));
+    let started = std::time::Instant::now();
+    let requests: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(svc.clone().oneshot(bearer(&token))))
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "they waited for the fetch"
+    );
+    assert_eq!(provider.jwks_fetches(), 2, "one fetch for all of them");
+
+    // Within the cooldown an unknown kid fetches nothing and waits for nothing.
+    provider.set_mode(Mode::Up);
+    let bogus = SigningKey::new(Algorithm::RS256, "bogus").sign(&claims(ISS, "x"));
+    let started = std::time::Instant::now();
+    let res = svc.clone().oneshot(bearer(&bogus)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() < Duration::from_millis(250));
+    let started = std::time::Instant::now();
+    assert!(
+        auth.verify_unrevoked(&bogus, TokenType::Access)
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_millis(250));
+    assert_eq!(provider.jwks_fetches(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_kid_waits_no_longer_than_the_fetch_timeout() {
+    let old = SigningKey::new(Algorithm::RS256, "old");
+    let provider = Provider::start(&set(&[&old])).await;
+    let auth = build(
+        remote(&provider.jwks_url())
+            .issuer(ISS)
+            .refresh_cooldown(Duration::from_millis(50))
+            .fetch_timeout(Duration::from_millis(300)),
+    );
+    assert!(
+        when_loaded(&auth, &old.sign(&claims(ISS, "a")))
+            .await
+            .is_ok()
+    );
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // The provider hangs: the request waits for the fetch's timeout, then is refused.
+    provider.set_mode(Mode::Slow(Duration::from_secs(5)));
+    let new = SigningKey::new(Algorithm::ES256, "new");
+    let started = std::time::Instant::now();
+    let res = layered(&auth)
+        .oneshot(bearer(&new.sign(&claims(ISS, "b"))))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        waited >= Duration::from_millis(250),
+        "it waited ({waited:?})"
+    );
+    assert!(waited < Duration::from_millis(1500), "bounded ({waited:?})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_api_waits_for_a_new_kid_too() {
+    let old = SigningKey::new(Algorithm::RS256, "old");
+    let provider = Provider::start(&set(&[&old])).await;
+    let auth = build(
+        remote(&provider.jwks_url())
+            .issuer(ISS)
+            .refresh_cooldown(Duration::from_millis(50))
+            .fetch_timeout(Duration::from_secs(2)),
+    );
+    assert!(
+        when_loaded(&auth, &old.sign(&claims(ISS, "a")))
+            .await
+            .is_ok()
+    );
+    provider.set_mode(Mode::Slow(Duration::from_millis(300)));
+    // `authenticate`, then `verify_unrevoked`, each with a key rotated in just before.
+    let new = SigningKey::new(Algorithm::ES256, "new");
+    provider.publish(&set(&[&old, &new]));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let mut headers = http::HeaderMap::new();
+    let value = format!("Bearer {}", new.sign(&claims(ISS, "c")));
+    headers.insert("authorization", value.parse().unwrap());
+    let started = std::time::Instant::now();
+    let claims_c = auth.authenticate(&http::Method::GET, &headers).await;
+    assert_eq!(claims_c.map(|c| c.sub).as_deref(), Ok("c"));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    let newer = SigningKey::new(Algorithm::EdDSA, "newer");
+    provider.publish(&set(&[&old, &new, &newer]));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let started = std::time::Instant::now();
+    let verified = auth
+        .verify_unrevoked(&newer.sign(&claims(ISS, "d")), TokenType::Access)
+        .await;
+    assert_eq!(verified.map(|c| c.sub).as_deref(), Ok("d"));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(provider.jwks_fetches(), 3);
+}

@@ -47,6 +47,9 @@ struct Control {
     started: u64,
     /// The fetch number that will serve pending requests, if any wait.
     demand_target: Option<u64>,
+    /// The fetch number that serves the latest demand (0: none yet), kept after that
+    /// fetch started, so that requests can wait for it to finish.
+    served_target: u64,
 }
 
 struct Shared {
@@ -89,6 +92,7 @@ impl KeySet {
                     last_demand: None,
                     started: 0,
                     demand_target: None,
+                    served_target: 0,
                 }),
                 finished: watch::channel(0).0,
                 started: AtomicBool::new(false),
@@ -160,7 +164,9 @@ impl KeySet {
     /// cooldown forbids one; otherwise a future that resolves once the fetch that
     /// serves this request has finished (or after the fetch timeout). Requests that
     /// ask while a fetch is pending share it.
-    pub(crate) fn refresh_for_unknown_kid(&self) -> Option<impl Future<Output = ()> + Send> {
+    pub(crate) fn refresh_for_unknown_kid(
+        &self,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let target = {
             let mut control = self.shared.control.lock().ok()?;
             match control.demand_target {
@@ -177,6 +183,7 @@ impl KeySet {
                     control.last_demand = Some(now);
                     let target = control.started + 1;
                     control.demand_target = Some(target);
+                    control.served_target = target;
                     target
                 }
             }
@@ -185,7 +192,19 @@ impl KeySet {
         Some(self.finished_fetch(target))
     }
 
-    fn finished_fetch(&self, target: u64) -> impl Future<Output = ()> + Send {
+    /// The fetch that serves the latest unknown-`kid` demand, while it has not
+    /// finished: a request that met an unknown `kid` waits for it (bounded by the fetch
+    /// timeout) rather than being refused while the new key is on its way. `None` when
+    /// no demanded fetch is pending (within the cooldown a bogus `kid` waits for nothing).
+    pub(crate) fn pending_demand(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let target = self.shared.control.lock().ok()?.served_target;
+        if target == 0 || *self.shared.finished.borrow() >= target {
+            return None;
+        }
+        Some(self.finished_fetch(target))
+    }
+
+    fn finished_fetch(&self, target: u64) -> impl Future<Output = ()> + Send + 'static {
         let mut finished = self.shared.finished.subscribe();
         // Slack over the timeout: the fetch itself is bounded by it.
         let bound = self.shared.settings.fetch_timeout + Duration::from_millis(100);

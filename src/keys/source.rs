@@ -149,11 +149,30 @@ impl<'k> Keys<'k> {
     }
 
     /// A token named a `kid` no set holds: each set fetches again, at most once per
-    /// its cooldown. The fetch starts now; the request does not wait for it.
+    /// its cooldown. The fetch starts now; see [`pending_fetches`](Self::pending_fetches)
+    /// for waiting on it.
     pub(crate) fn refresh_for_unknown_kid(self) {
         for issuer in self.remote {
             drop(issuer.set.refresh_for_unknown_kid());
         }
+    }
+
+    /// The fetches asked for by unknown `kid`s that have not finished yet, as one
+    /// future (each bounded by its set's fetch timeout), or `None` when there are none.
+    pub(crate) fn pending_fetches(self) -> Option<crate::future::KeyWait> {
+        let pending: Vec<_> = self
+            .remote
+            .iter()
+            .filter_map(|issuer| issuer.set.pending_demand())
+            .collect();
+        if pending.is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            for fetch in pending {
+                fetch.await;
+            }
+        }))
     }
 }
 

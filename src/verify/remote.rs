@@ -11,7 +11,8 @@ use crate::jwks::Miss;
 impl Verifier<'_> {
     /// Verifies a token with the key its header names in a remote set, then its
     /// claims with that set's rules (its issuer, its audience). An unknown `kid`
-    /// asks the sets for a refresh (at most once per cooldown) and is refused now.
+    /// asks the sets for a refresh (at most once per cooldown) and is refused here;
+    /// the layer and the async API then wait for that fetch and verify again.
     /// Valid remote tokens are cached like the others, tied to the key that verified
     /// them (see [`Keys::rules_of`](crate::keys::Keys::rules_of)).
     pub(super) fn verify_remote(
