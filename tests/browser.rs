@@ -7,12 +7,13 @@
 //! `apt-get install chromium chromium-driver`). Without them the test says it is
 //! skipped and passes, unless `REQUIRE_BROWSER=1` is set, in which case it fails.
 //!
-//! The WebDriver client is a few functions over hyper's HTTP/1 client: no extra
-//! dependency.
+//! The WebDriver client is a few functions over the tests' shared HTTP/1 client
+//! (`tests/support/client.rs`, hyper): no extra dependency.
 
 #[path = "../examples/quickstart.rs"]
 #[allow(dead_code)]
 mod quickstart;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -21,13 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, COOKIE, HOST, WWW_AUTHENTICATE};
-use hyper::{HeaderMap, Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::header::{COOKIE, HeaderName, WWW_AUTHENTICATE};
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use support::client;
 use tower_jwt_auth::{ImplicitRefresh, JwtAuth, ManualClock, TokenType};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -46,71 +44,16 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// The buttons whose (async) click handlers the test waits for.
 const BUTTONS: [&str; 5] = ["login", "get", "post", "post-nocsrf", "logout"];
 
-// ---------------------------------------------------------------------------------
-// A bounded HTTP/1 client (hyper), for WebDriver and for raw requests to the app.
-
-struct HttpResponse {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
+/// One exchange with chromedriver or the app (`tests/support/client.rs`), bounded by
+/// `HTTP_TIMEOUT`: a WebDriver command may load a page first.
 async fn http(
     addr: SocketAddr,
     method: Method,
     path: &str,
-    headers: &[(&str, String)],
-    json_body: Option<&Value>,
-) -> Result<HttpResponse, String> {
-    let exchange = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut builder = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(HOST, addr.to_string());
-        for (name, value) in headers {
-            builder = builder.header(*name, value.as_str());
-        }
-        let body = match json_body {
-            Some(v) => {
-                builder = builder.header(CONTENT_TYPE, "application/json; charset=utf-8");
-                Bytes::from(v.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| format!("building {method} {path}: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        let (parts, body) = response.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| format!("{method} {path}: reading the body: {e}"))?
-            .to_bytes();
-        Ok(HttpResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    };
-    match tokio::time::timeout(HTTP_TIMEOUT, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "{method} {path} on {addr}: no answer within {HTTP_TIMEOUT:?}"
-        )),
-    }
+    headers: &[(HeaderName, String)],
+    json_body: Option<Value>,
+) -> Result<client::Response, String> {
+    client::send_within(HTTP_TIMEOUT, addr, method, path, headers, json_body).await
 }
 
 fn free_port() -> Result<u16, String> {
@@ -166,13 +109,13 @@ impl Chromedriver {
             }
             match http(self.addr, Method::GET, "/status", &[], None).await {
                 Ok(r) if r.status == StatusCode::OK => {
-                    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                    let v = r.json();
                     if v["value"]["ready"] == json!(true) {
                         return Ok(());
                     }
-                    last = r.body;
+                    last = r.text();
                 }
-                Ok(r) => last = format!("{} {}", r.status, r.body),
+                Ok(r) => last = format!("{} {}", r.status, r.text()),
                 Err(e) => last = e,
             }
             if Instant::now() > deadline {
@@ -253,12 +196,13 @@ impl Session {
                 ],
             },
         }}});
-        let r = http(driver, Method::POST, "/session", &[], Some(&caps)).await?;
+        let r = http(driver, Method::POST, "/session", &[], Some(caps)).await?;
+        let body = r.text();
         let v: Value =
-            serde_json::from_str(&r.body).map_err(|e| format!("new session: {e}: {}", r.body))?;
+            serde_json::from_str(&body).map_err(|e| format!("new session: {e}: {body}"))?;
         let id = v["value"]["sessionId"]
             .as_str()
-            .ok_or_else(|| format!("new session failed ({}): {}", r.status, r.body))?
+            .ok_or_else(|| format!("new session failed ({}): {body}", r.status))?
             .to_owned();
         let session = Self {
             driver,
@@ -280,15 +224,16 @@ impl Session {
         let full = format!("/session/{}{path}", self.id);
         // W3C: POST commands carry a JSON body, even when empty.
         let body = body.or_else(|| (method == Method::POST).then(|| json!({})));
-        let r = http(self.driver, method.clone(), &full, &[], body.as_ref()).await?;
-        let v: Value = serde_json::from_str(&r.body)
-            .map_err(|e| format!("{method} {path}: {e}: {}", r.body))?;
+        let r = http(self.driver, method.clone(), &full, &[], body).await?;
+        let text = r.text();
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}: {text}"))?;
         if !r.status.is_success() {
             return Err(format!(
                 "{method} {path}: {} {}: {}",
                 r.status,
                 v["value"]["error"].as_str().unwrap_or("?"),
-                v["value"]["message"].as_str().unwrap_or(&r.body)
+                v["value"]["message"].as_str().unwrap_or(&text)
             ));
         }
         Ok(v["value"].clone())
@@ -741,16 +686,7 @@ async fn scenario(driver: &mut Chromedriver, profile: &Path, secure: bool) {
     let access0 = page.cookie_value(&names.access).await;
     let replay = |name: &str, value: &str| {
         let cookie = format!("{name}={value}");
-        async move {
-            http(
-                app,
-                Method::GET,
-                "/protected",
-                &[(COOKIE.as_str(), cookie)],
-                None,
-            )
-            .await
-        }
+        async move { http(app, Method::GET, "/protected", &[(COOKIE, cookie)], None).await }
     };
     let r = replay(&names.access, &access0).await;
     let r = page.ok(r, "replay the access cookie").await;
@@ -759,7 +695,7 @@ async fn scenario(driver: &mut Chromedriver, profile: &Path, secure: bool) {
         r.status == StatusCode::OK,
         "replayed access cookie: {} {}",
         r.status,
-        r.body
+        r.text()
     );
     let login_claims = auth
         .verify(&access0, TokenType::Access)
@@ -927,7 +863,7 @@ async fn scenario(driver: &mut Chromedriver, profile: &Path, secure: bool) {
             r.status == StatusCode::UNAUTHORIZED && challenge.contains("invalid_token"),
             "replaying {name} after logout: {} {challenge:?} {}",
             r.status,
-            r.body
+            r.text()
         );
     }
 

@@ -9,6 +9,8 @@ mod hyper_example;
 #[allow(dead_code)]
 mod tower_http_example;
 
+mod support;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,18 +20,18 @@ use bytes::Bytes;
 use http::header::{
     ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
     ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_ENCODING, COOKIE, HOST, ORIGIN,
-    SET_COOKIE, WWW_AUTHENTICATE,
+    ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_ENCODING, COOKIE, ORIGIN, SET_COOKIE,
+    WWW_AUTHENTICATE,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder};
 use tower_http::cors::CorsLayer;
 use tower_jwt_auth::{JwtAuth, ManualClock};
 
+use support::client;
 use tower_http_example::Settings;
 
 const SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
@@ -73,25 +75,21 @@ impl TestServer {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> (http::response::Parts, Bytes) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.addr.to_string());
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let req = req.body(Empty::<Bytes>::new()).unwrap();
-        let stream = TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    ) -> (client::Response, Bytes) {
+        let headers: Vec<_> = headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.to_string(),
+                )
+            })
+            .collect();
+        let res = client::send(self.addr, method, path, &headers, None)
             .await
             .unwrap();
-        let conn = tokio::spawn(conn);
-        let res = sender.send_request(req).await.unwrap();
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        conn.abort();
-        (parts, body)
+        let body = res.body.clone();
+        (res, body)
     }
 }
 

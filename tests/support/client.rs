@@ -26,6 +26,11 @@ impl Response {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
 
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// A header as text.
     pub fn header(&self, name: header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -41,6 +46,20 @@ pub async fn send(
     headers: &[(header::HeaderName, String)],
     json: Option<serde_json::Value>,
 ) -> Result<Response, String> {
+    send_within(LIMIT, addr, method, path, headers, json).await
+}
+
+/// [`send`] with another bound on the whole exchange (a WebDriver command may load a
+/// page first).
+pub async fn send_within(
+    limit: Duration,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(header::HeaderName, String)],
+    json: Option<serde_json::Value>,
+) -> Result<Response, String> {
+    let what = format!("{method} {path}");
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
@@ -69,7 +88,7 @@ pub async fn send(
         let res = sender
             .send_request(req)
             .await
-            .map_err(|e| format!("send: {e}"))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         let (parts, body) = res.into_parts();
         let body = body
             .collect()
@@ -83,7 +102,7 @@ pub async fn send(
             body,
         })
     };
-    tokio::time::timeout(LIMIT, exchange)
+    tokio::time::timeout(limit, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("exchange with {addr} took more than {LIMIT:?}")))
+        .unwrap_or_else(|_| Err(format!("{what} on {addr}: no answer within {limit:?}")))
 }
