@@ -706,6 +706,31 @@ async fn issuers_sharing_a_kid_each_verify_their_own_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_kid_is_unavailable_not_invalid_while_its_own_set_is_not_loaded() {
+    let a = SigningKey::new(Algorithm::RS256, "shared");
+    let b = SigningKey::attacker("shared");
+    let pb = Provider::start(&set(&[&b])).await;
+    let down = format!("http://127.0.0.1:{}/jwks", free_port());
+    let auth = JwtAuth::builder()
+        .remote_keys(remote(&down).issuer("https://a"))
+        .remote_keys(remote(&pb.jwks_url()).issuer("https://b"))
+        .build()
+        .unwrap();
+    assert_eq!(
+        when_loaded(&auth, &b.sign(&claims("https://b", "y")))
+            .await
+            .as_deref(),
+        Ok("y")
+    );
+    // A's token names a kid B also publishes: B's key refuses it, and A's keys, which
+    // might accept it, are not loaded. 503, not a 401 that would end A's session.
+    assert_eq!(
+        verify(&auth, &a.sign(&claims("https://a", "x"))),
+        Err(AuthError::KeysUnavailable)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_age_is_honoured_within_bounds() {
     let key = SigningKey::new(Algorithm::RS256, "k");
     // `no-store` asks for a fetch on every use: held to one per cooldown (300 ms).

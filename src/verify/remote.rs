@@ -69,17 +69,16 @@ impl Verifier<'_> {
                 Err(Miss::WrongAlgorithm) => {}
             }
         }
-        if let Some(error) = refused {
-            return Err(error);
-        }
-        if unknown {
+        // A set without keys might have verified the token: fail closed as unavailable
+        // (503) rather than call a token bad (401) that its own issuer's keys, not
+        // loaded yet, would accept.
+        if unknown && (unavailable || refused.is_none()) {
             self.keys.refresh_for_unknown_kid();
         }
-        Err(if unavailable {
-            TokenError::KeysUnavailable
-        } else {
-            TokenError::UnsupportedAlgorithm
-        })
+        if unavailable {
+            return Err(TokenError::KeysUnavailable);
+        }
+        Err(refused.unwrap_or(TokenError::UnsupportedAlgorithm))
     }
 }
 
