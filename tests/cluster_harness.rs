@@ -13,7 +13,9 @@ mod cluster {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
-    use crate::support::cluster::{Conn, RedisCluster, Reply, SLOTS, command, key_slot};
+    use crate::support::cluster::{
+        Conn, RedisCluster, Reply, SLOTS, command, key_slot, process_state,
+    };
 
     /// Keys written per master.
     const PER_MASTER: usize = 5;
@@ -90,9 +92,7 @@ mod cluster {
         let other_replica = shards[1].replicas[0];
         let pid = cluster.pid(other_replica).unwrap();
         cluster.pause(other_replica);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
-        assert_eq!(state, Some("T"), "paused process state: {stat}");
+        assert_eq!(process_state(pid).as_deref(), Some("T"), "paused process");
         let mut conn = Conn::connect(other_replica).await.unwrap();
         let paused = conn.cmd_within(&["PING"], Duration::from_millis(300)).await;
         assert!(paused.is_err(), "a paused node answered: {paused:?}");

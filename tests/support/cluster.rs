@@ -447,6 +447,14 @@ fn fresh_dir() -> PathBuf {
     dir
 }
 
+/// The state letter of `/proc/<pid>/stat` ("T" once stopped), if the process exists.
+pub fn process_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: the state follows the last ')'.
+    let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+    Some(state.to_owned())
+}
+
 fn signal(pid: u32, sig: &str) -> Result<(), String> {
     let status = Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -785,6 +793,15 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("pause: {port} is not running"));
         signal(pid, "-STOP").unwrap_or_else(|e| panic!("{e}"));
         self.nodes[i].paused = true;
+        // `kill` returns once the signal is queued; the process stops a little later.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process_state(pid).as_deref() != Some("T") {
+            assert!(
+                Instant::now() < deadline,
+                "pause: {port} did not stop within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT: a paused node runs again.
