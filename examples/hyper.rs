@@ -11,7 +11,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder};
-use tower_jwt_auth::{JwtAuth, TokenPayload};
+use tower_jwt_auth::{Authenticated, JwtAuth};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -30,8 +29,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub async fn hello<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     let sub = req
         .extensions()
-        .get::<Arc<TokenPayload>>()
-        .map_or("stranger", |claims| claims.sub.as_str());
+        .get::<Authenticated>()
+        .map_or("stranger", |authenticated| {
+            authenticated.claims().sub.as_str()
+        });
     Ok(Response::new(Full::new(Bytes::from(format!(
         "Hello, {sub}"
     )))))

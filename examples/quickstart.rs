@@ -23,9 +23,8 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
 use tower_jwt_auth::{
-    AuthError, JwtAuth, JwtAuthBuilder, Location, PresentedToken, TokenPayload, TokenType,
+    AuthError, Authenticated, Claims, JwtAuth, JwtAuthBuilder, Location, TokenType,
 };
 
 #[derive(Deserialize)]
@@ -98,12 +97,11 @@ async fn login(State(auth): State<JwtAuth>, Json(login): Json<Login>) -> Respons
 
 async fn refresh(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<Arc<TokenPayload>>,
-    Extension(presented): Extension<PresentedToken>,
+    Extension(authenticated): Extension<Authenticated>,
 ) -> Result<Response, AuthError> {
-    let refreshed = auth.refresh(&claims).await?;
+    let refreshed = auth.refresh(authenticated.claims()).await?;
     let mut headers = HeaderMap::new();
-    if presented.location() == Location::Cookie {
+    if authenticated.location() == Location::Cookie {
         auth.set_refreshed_cookies(&mut headers, &refreshed);
     }
     let mut body = json!({"access_token": refreshed.access_token});
@@ -131,7 +129,7 @@ async fn start_session(State(auth): State<JwtAuth>, Json(login): Json<Login>) ->
     (headers, Json(body)).into_response()
 }
 
-async fn session_info(Extension(claims): Extension<Arc<TokenPayload>>) -> Json<serde_json::Value> {
+async fn session_info(Claims(claims): Claims) -> Json<serde_json::Value> {
     Json(json!({
         "sub": claims.sub,
         "iat": claims.iat,
@@ -142,7 +140,7 @@ async fn session_info(Extension(claims): Extension<Arc<TokenPayload>>) -> Json<s
 
 async fn end_session(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<Arc<TokenPayload>>,
+    Claims(claims): Claims,
 ) -> Result<Response, AuthError> {
     // Revoking the access token also revokes its family, so the refresh cookie dies too.
     auth.revoke(&claims).await?;
@@ -153,7 +151,7 @@ async fn end_session(
 
 async fn logout(
     State(auth): State<JwtAuth>,
-    Extension(claims): Extension<Arc<TokenPayload>>,
+    Claims(claims): Claims,
     body: Bytes,
 ) -> Result<Response, AuthError> {
     let logout: Logout = if body.is_empty() {

@@ -7,13 +7,12 @@
 //! (default 8001). `GET /protected` answers 200 with the claims as JSON, RFC 6750
 //! rejections otherwise, and 503 while no keys are loaded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
-use tower_jwt_auth::{JwtAuth, RemoteKeySet, TokenPayload};
+use tower_jwt_auth::{Authenticated, JwtAuth, RemoteKeySet};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -59,7 +58,8 @@ fn key_set() -> Result<RemoteKeySet, String> {
     Ok(set)
 }
 
-async fn protected(Extension(claims): Extension<Arc<TokenPayload>>) -> Json<Value> {
+async fn protected(Extension(authenticated): Extension<Authenticated>) -> Json<Value> {
+    let claims = authenticated.claims();
     Json(json!({
         "sub": claims.sub,
         "iss": claims.iss,

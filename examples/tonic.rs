@@ -28,7 +28,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::codegen::{BoxFuture, GrpcMethod, Service, StdError, http};
@@ -36,7 +35,7 @@ use tonic::server::{NamedService, UnaryService};
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 use tower::layer::util::{Identity, Stack};
-use tower_jwt_auth::{AuthLayer, JwtAuth, TokenPayload};
+use tower_jwt_auth::{AuthLayer, Authenticated, JwtAuth};
 
 /// `message HelloRequest { string name = 1; }`
 #[derive(Clone, PartialEq, prost::Message)]
@@ -62,11 +61,11 @@ pub const SAY_HELLO: &str = "/helloworld.Greeter/SayHello";
 /// The handler: the layer has verified the token and put its claims in the request
 /// extensions (tonic copies the HTTP extensions into `tonic::Request`).
 pub async fn say_hello(request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-    let Some(claims) = request.extensions().get::<Arc<TokenPayload>>() else {
+    let Some(authenticated) = request.extensions().get::<Authenticated>() else {
         // Only reachable if the service is mounted without the layer.
         return Err(Status::unauthenticated("no verified token"));
     };
-    let message = format!("Hello, {}", claims.sub);
+    let message = format!("Hello, {}", authenticated.claims().sub);
     Ok(Response::new(HelloReply { message }))
 }
 

@@ -29,7 +29,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,7 +49,7 @@ use tower_http::sensitive_headers::{
 };
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-use tower_jwt_auth::{JwtAuth, TokenPayload};
+use tower_jwt_auth::{Authenticated, JwtAuth};
 
 /// Stack settings.
 #[derive(Clone, Debug)]
@@ -75,8 +74,10 @@ impl Default for Settings {
 pub async fn handler<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     let sub = req
         .extensions()
-        .get::<Arc<TokenPayload>>()
-        .map_or("stranger", |claims| claims.sub.as_str());
+        .get::<Authenticated>()
+        .map_or("stranger", |authenticated| {
+            authenticated.claims().sub.as_str()
+        });
     let body = if req.uri().path() == "/report" {
         report(sub)
     } else {

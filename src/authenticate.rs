@@ -62,7 +62,7 @@ pub(crate) enum Plan {
 }
 
 /// A request authenticated and checked against the store.
-pub(crate) struct Authenticated {
+pub(crate) struct Admitted {
     pub(crate) payload: Arc<TokenPayload>,
     pub(crate) entry: Option<Arc<Entry>>,
     pub(crate) presented: PresentedToken,
@@ -303,7 +303,7 @@ impl JwtAuth {
     }
 
     /// After the revocation check: mint whatever the plan needs.
-    pub(crate) fn complete(&self, accepted: Accepted) -> Result<Authenticated, AuthError> {
+    pub(crate) fn complete(&self, accepted: Accepted) -> Result<Admitted, AuthError> {
         let Accepted {
             payload,
             entry,
@@ -312,7 +312,7 @@ impl JwtAuth {
             ..
         } = accepted;
         match plan {
-            Plan::Keep => Ok(Authenticated {
+            Plan::Keep => Ok(Admitted {
                 payload,
                 entry,
                 presented,
@@ -325,7 +325,7 @@ impl JwtAuth {
                     .reissue_token(&payload)
                     .ok()
                     .and_then(|token| self.inner.cookies.access_header(&token));
-                Ok(Authenticated {
+                Ok(Admitted {
                     payload,
                     entry,
                     presented,
@@ -340,7 +340,7 @@ impl JwtAuth {
                 let presented = PresentedToken::minted(&token)
                     .ok_or(AuthError::InvalidToken(TokenError::Expired))?;
                 let set_cookie = self.inner.cookies.access_header(&token);
-                Ok(Authenticated {
+                Ok(Admitted {
                     payload: Arc::new(claims),
                     entry: None,
                     presented,

@@ -10,6 +10,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
+use crate::authenticated::Authenticated;
 use crate::claims::TokenPayload;
 use crate::error::AuthError;
 use crate::responder::{BearerResponder, Protocol, Responder};
@@ -20,8 +21,8 @@ use crate::responder::{BearerResponder, Protocol, Responder};
 /// A required `Claims` on a route without the layer answers 500 and names the missing
 /// layer, as axum's `Extension` does: that is a bug in the router, not a client error.
 ///
-/// The claims are shared with the layer and its cache (an `Arc`, see
-/// [`AuthLayer`](crate::AuthLayer)): extracting them never copies them. `Claims`
+/// The claims are shared with the layer and its cache (an `Arc`, read from the
+/// request's [`Authenticated`]): extracting them never copies them. `Claims`
 /// dereferences to `C`.
 ///
 /// ```
@@ -86,14 +87,9 @@ where
     type Rejection = MissingAuthLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Arc<C>>()
-            .cloned()
-            .map(Claims)
-            .ok_or(MissingAuthLayer {
-                claims_type: std::any::type_name::<C>(),
-            })
+        claims_in(parts).ok_or(MissingAuthLayer {
+            claims_type: std::any::type_name::<C>(),
+        })
     }
 }
 
@@ -108,8 +104,16 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<Arc<C>>().cloned().map(Claims))
+        Ok(claims_in(parts))
     }
+}
+
+fn claims_in<C: Send + Sync + 'static>(parts: &Parts) -> Option<Claims<C>> {
+    parts
+        .extensions
+        .get::<Authenticated>()
+        .and_then(Authenticated::claims_as::<C>)
+        .map(Claims)
 }
 
 /// The layer's answer to the same error: its status and RFC 6750 `WWW-Authenticate`

@@ -20,9 +20,10 @@ pub enum Location {
     Query,
 }
 
-/// A token as found in the request: where it came from and its raw text, so a logout
-/// handler can revoke it. Found in the request extensions of authenticated requests.
-#[derive(Clone, Debug)]
+/// A token as found in the request: where it came from and its raw text. Read it from
+/// [`Authenticated::token`](crate::Authenticated::token). Its `Debug` output leaves the
+/// token out.
+#[derive(Clone)]
 pub struct PresentedToken {
     location: Location,
     value: HeaderValue,
@@ -61,6 +62,16 @@ impl PresentedToken {
     pub fn as_str(&self) -> &str {
         // Only verified tokens reach handlers, and those are ASCII; "" is for the rest.
         std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for PresentedToken {
+    // The token is a credential: keep it out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedToken")
+            .field("location", &self.location)
+            .field("len", &self.end.saturating_sub(self.start))
+            .finish_non_exhaustive()
     }
 }
 

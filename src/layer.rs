@@ -24,18 +24,19 @@ use crate::service::AuthService;
 ///   claims, a bad token is still rejected;
 /// - [`claims`](Self::claims): the claims type put in the request extensions.
 ///
-/// The verified claims are inserted into the request extensions **shared, not
-/// copied**: `Arc<TokenPayload>` (the allocation the verified-token cache keeps, so a
-/// repeated token costs no parse and no clone), plus `Arc<C>` with
-/// [`claims`](Self::claims), and the [`PresentedToken`](crate::PresentedToken).
+/// An authenticated request carries one value in its extensions,
+/// [`Authenticated`](crate::Authenticated): the verified claims **shared, not copied**
+/// (`Arc<TokenPayload>`, the allocation the verified-token cache keeps, so a repeated
+/// token costs no parse and no clone), the custom claims of [`claims`](Self::claims),
+/// and the token as presented.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use http::Request;
-/// use tower_jwt_auth::TokenPayload;
+/// use tower_jwt_auth::Authenticated;
 ///
 /// fn subject<B>(req: &Request<B>) -> Option<&str> {
-///     req.extensions().get::<Arc<TokenPayload>>().map(|c| c.sub.as_str())
+///     let authenticated = req.extensions().get::<Authenticated>()?;
+///     Some(&authenticated.claims().sub)
 /// }
 /// # let _ = subject::<()>;
 /// ```
@@ -117,9 +118,10 @@ impl<C, R> AuthLayer<C, R> {
         self
     }
 
-    /// Put claims of type `C2` in the request extensions, as `Arc<C2>` (the
-    /// `Arc<TokenPayload>` is inserted too). `C2` is parsed from the verified payload,
-    /// once per token the cache keeps.
+    /// Decode the claims as `C2` too, read with
+    /// [`Authenticated::claims_as`](crate::Authenticated::claims_as) (or the axum
+    /// extractor `Claims<C2>`). `C2` is parsed from the verified payload, once per token
+    /// the cache keeps; a payload that does not parse as `C2` is rejected (401).
     pub fn claims<C2>(self) -> AuthLayer<C2, R> {
         AuthLayer {
             auth: self.auth,

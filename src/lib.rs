@@ -5,6 +5,7 @@
 
 mod auth;
 mod authenticate;
+mod authenticated;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 mod axum;
@@ -35,6 +36,7 @@ mod service;
 mod verify;
 
 pub use auth::{ImplicitRefresh, JwtAuth, JwtAuthBuilder, MultipleCredentials};
+pub use authenticated::Authenticated;
 #[cfg(feature = "axum")]
 pub use axum::{Claims, MissingAuthLayer};
 pub use claims::{TokenPayload, TokenType};

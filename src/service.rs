@@ -1,6 +1,6 @@
 //! [`AuthService`]: the middleware itself.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use crate::auth::{JwtAuth, verdict};
-use crate::authenticate::{Accepted, Authenticated};
+use crate::authenticate::{Accepted, Admitted};
+use crate::authenticated::Authenticated;
 use crate::claims::TokenPayload;
 use crate::error::{AuthError, TokenError};
 use crate::future::{Refresh, ResponseFuture, Resumed, Span};
@@ -70,18 +71,18 @@ fn reject<B, R: Responder<B>>(responder: &R, error: AuthError, protocol: Protoco
     res
 }
 
-/// Puts the claims into the request extensions, shared rather than copied:
-/// `Arc<TokenPayload>` always, and `Arc<C>` for a custom claims type (decoded once
-/// per cached token), then the presented token.
+/// Puts [`Authenticated`] into the request extensions: the claims shared rather than
+/// copied, a custom claims type `C` (decoded once per cached token), the presented
+/// token.
 fn insert_claims<C>(
     ext: &mut Extensions,
-    auth: Authenticated,
+    auth: Admitted,
     jwt: &JwtAuth,
 ) -> Result<(Option<Refresh>, Span), AuthError>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    let Authenticated {
+    let Admitted {
         payload,
         entry,
         presented,
@@ -110,20 +111,22 @@ where
     );
     #[cfg(not(feature = "tracing"))]
     let span = Span::none();
-    if TypeId::of::<C>() != TypeId::of::<TokenPayload>() {
-        let decode = || {
-            verify::decode_custom::<C>(presented.as_bytes())
-                .map_err(|_| AuthError::InvalidToken(TokenError::InvalidClaims))
+    let custom: Option<Arc<dyn Any + Send + Sync>> =
+        if TypeId::of::<C>() == TypeId::of::<TokenPayload>() {
+            None
+        } else {
+            let decode = || {
+                verify::decode_custom::<C>(presented.as_bytes())
+                    .map_err(|_| AuthError::InvalidToken(TokenError::InvalidClaims))
+            };
+            Some(match &entry {
+                Some(entry) => entry.custom(decode)?,
+                None => Arc::new(decode()?),
+            })
         };
-        let claims = match &entry {
-            Some(entry) => entry.custom(decode)?,
-            None => Arc::new(decode()?),
-        };
-        ext.insert(claims);
-    }
     metrics::accepted(presented.location());
-    ext.insert(payload);
-    ext.insert(presented);
+    // One value: each extension costs a box.
+    ext.insert(Authenticated::new(payload, custom, presented));
     Ok((refresh, span))
 }
 

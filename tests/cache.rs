@@ -10,7 +10,6 @@
 
 use std::path::Path;
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -19,8 +18,8 @@ use proptest::prelude::*;
 use serde::Deserialize;
 use tower::{Layer, Service, service_fn};
 use tower_jwt_auth::{
-    Algorithm, AuthError, ImplicitRefresh, JwtAuth, Key, ManualClock, MemoryStore, TokenPayload,
-    TokenType,
+    Algorithm, AuthError, Authenticated, ImplicitRefresh, JwtAuth, Key, ManualClock, MemoryStore,
+    TokenPayload, TokenType,
 };
 
 const NOW: u64 = 1_800_000_000;
@@ -192,8 +191,9 @@ fn decide(auth: &JwtAuth, token: &str) -> Decisions {
         auth.layer()
             .claims::<Profile>()
             .layer(service_fn(|req: Request<()>| async move {
-                let p = req.extensions().get::<Arc<Profile>>().unwrap();
-                let t = req.extensions().get::<Arc<TokenPayload>>().unwrap();
+                let authenticated = req.extensions().get::<Authenticated>().unwrap();
+                let p = authenticated.claims_as::<Profile>().unwrap();
+                let t = authenticated.claims();
                 let seen = format!("{p:?} {t:?}");
                 Ok::<_, std::convert::Infallible>(Response::new(Some(seen)))
             }));

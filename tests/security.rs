@@ -26,8 +26,8 @@ use jsonwebtoken::EncodingKey;
 use serde_json::{Map, Value, json};
 use tower::{ServiceExt, service_fn};
 use tower_jwt_auth::{
-    Algorithm, AuthError, AuthLayer, ConfigError, InvalidRequest, JwtAuth, JwtAuthBuilder, Key,
-    Location, ManualClock, PresentedToken, TokenError, TokenPayload, TokenType,
+    Algorithm, AuthError, AuthLayer, Authenticated, ConfigError, InvalidRequest, JwtAuth,
+    JwtAuthBuilder, Key, Location, ManualClock, TokenError, TokenPayload, TokenType,
 };
 use tower_layer::Layer;
 
@@ -138,14 +138,10 @@ async fn call(layer: &AuthLayer, req: Request<String>) -> Outcome {
             let (calls, seen) = (calls.clone(), seen.clone());
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
-                let claims = req
-                    .extensions()
-                    .get::<Arc<TokenPayload>>()
-                    .map(|c| TokenPayload::clone(c));
-                let presented = req
-                    .extensions()
-                    .get::<PresentedToken>()
-                    .map(|p| (p.location(), p.as_str().to_owned()));
+                let authenticated = req.extensions().get::<Authenticated>();
+                let claims = authenticated.map(|a| TokenPayload::clone(a.claims()));
+                let presented =
+                    authenticated.map(|a| (a.location(), a.token().as_str().to_owned()));
                 *seen.lock().unwrap() = Some((claims, presented));
                 Ok::<_, Infallible>(Response::new(String::from("inner")))
             }
@@ -1165,6 +1161,43 @@ async fn s1_10_type_removed_unknown_or_duplicated() {
         assert_invalid_token(&fx.bearer(&t).await);
         assert_invalid_token(&fx.bearer_refresh(&t).await);
     }
+}
+
+/// What the layer hands a handler prints its claims, never the token: a handler that
+/// logs `{:?}` of it leaks no credential.
+#[tokio::test]
+async fn s1_11_token_never_printed_by_what_the_handler_gets() {
+    let fx = Fx::new();
+    let token = fx.access();
+    let signature = token.rsplit('.').next().unwrap().to_owned();
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let printed = printed.clone();
+        service_fn(move |req: Request<String>| {
+            let authenticated = req.extensions().get::<Authenticated>().cloned();
+            let printed = printed.clone();
+            async move {
+                let a = authenticated.expect("the layer puts `Authenticated` in the extensions");
+                let mut printed = printed.lock().unwrap();
+                printed.push(format!("{a:?}"));
+                printed.push(format!("{:?}", a.token()));
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }
+        })
+    };
+    let svc = Layer::layer(&fx.auth.layer(), inner);
+    let res = svc
+        .oneshot(request("/", &[format!("Bearer {token}").as_bytes()]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let printed = printed.lock().unwrap();
+    assert_eq!(printed.len(), 2);
+    for p in printed.iter() {
+        assert!(p.contains("Header"), "the location is shown: {p}");
+        assert!(!p.contains(&signature), "a token printed: {p}");
+    }
+    assert!(printed[0].contains("alice"), "the claims are shown: {}", printed[0]);
 }
 
 #[test]
@@ -2883,7 +2916,7 @@ async fn s10_14_liveness_after_hostile_inputs() {
     let c = calls.clone();
     let inner = service_fn(move |req: Request<String>| {
         c.fetch_add(1, Ordering::SeqCst);
-        let ok = req.extensions().get::<Arc<TokenPayload>>().is_some();
+        let ok = req.extensions().get::<Authenticated>().is_some();
         async move { Ok::<_, Infallible>(Response::new(ok.to_string())) }
     });
     let svc = Layer::layer(&fx.auth.layer(), inner);

@@ -9,7 +9,8 @@ use http::header::{SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_jwt_auth::{
-    CookieNames, ImplicitRefresh, JwtAuth, ManualClock, TokenPair, TokenPayload, TokenType,
+    Authenticated, CookieNames, ImplicitRefresh, JwtAuth, ManualClock, TokenPair, TokenPayload,
+    TokenType,
 };
 
 const SECRET: &[u8] = b"the session tests use this 32+ byte secret";
@@ -75,8 +76,8 @@ impl Fixture {
             async move {
                 let claims = req
                     .extensions()
-                    .get::<Arc<TokenPayload>>()
-                    .map(|c| TokenPayload::clone(c));
+                    .get::<Authenticated>()
+                    .map(|a| TokenPayload::clone(a.claims()));
                 if req.uri().path() == "/revoke"
                     && let Some(claims) = &claims
                 {
