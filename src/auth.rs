@@ -37,7 +37,8 @@ pub(crate) struct Signing {
 pub(crate) struct Inner {
     /// Every verification key: static ones and identity providers' sets.
     pub(crate) keys: KeySource,
-    pub(crate) cache: Option<VerifiedCache>,
+    /// Shared with the remote key sets, which drop the entries of keys they remove.
+    pub(crate) cache: Option<Arc<VerifiedCache>>,
     pub(crate) signing: Option<Signing>,
     pub(crate) rules: Rules,
     pub(crate) access_ttl: u64,
@@ -179,7 +180,7 @@ impl JwtAuth {
         Verifier {
             keys: self.inner.keys.all(),
             rules: &self.inner.rules,
-            cache: self.inner.cache.as_ref(),
+            cache: self.inner.cache.as_deref(),
         }
     }
 

@@ -495,18 +495,20 @@ impl JwtAuthBuilder {
             max_token_len: self.max_token_len,
             max_session: self.max_session,
         };
+        let cache =
+            (self.cache_capacity > 0).then(|| Arc::new(VerifiedCache::new(self.cache_capacity)));
         let keys = KeySource::new(verifying);
         #[cfg(feature = "jwks")]
         let keys = keys.with_remote(
             self.remote
                 .into_iter()
-                .map(|set| set.start(&rules))
+                .map(|set| set.start(&rules, cache.clone()))
                 .collect::<Result<Vec<_>, _>>()?,
         );
         Ok(JwtAuth {
             inner: Arc::new(Inner {
                 keys,
-                cache: (self.cache_capacity > 0).then(|| VerifiedCache::new(self.cache_capacity)),
+                cache,
                 signing,
                 rules,
                 access_ttl: self.access_ttl,

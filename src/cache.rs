@@ -12,8 +12,8 @@
 //! stored; the claims rules (expiry, not-before, issuer, audience, session lifetime)
 //! run again on every hit, and type, CSRF, scopes and revocation are checked outside
 //! the verifier on every request. Each entry records which key verified it: a hit
-//! whose key is no longer configured is ignored, and [`VerifiedCache::forget_key`]
-//! drops the entries of a key taken out of service.
+//! whose key is no longer held is ignored, and [`VerifiedCache::forget_keys`] drops
+//! the entries of keys a remote set took out of service.
 
 use std::any::Any;
 use std::hash::BuildHasher;
@@ -189,11 +189,14 @@ impl VerifiedCache {
         self.entries.remove(&Lookup(token));
     }
 
-    /// Drops every token verified by `key`: the hook for a key set that removes or
-    /// rotates out a key at runtime.
-    #[allow(dead_code)] // Hits already check that their key is held; this only frees memory early.
-    pub(crate) fn forget_key(&self, key: KeyId) {
-        self.entries.retain(|_, entry| entry.key != key);
+    /// Drops every token verified by one of `keys`, when a remote set removes or
+    /// rotates them out. Hits already refuse entries whose key is gone: this frees
+    /// their memory now rather than on their next look-up or eviction.
+    #[cfg(any(feature = "jwks", test))]
+    pub(crate) fn forget_keys(&self, keys: &[KeyId]) {
+        if !keys.is_empty() {
+            self.entries.retain(|_, entry| !keys.contains(&entry.key));
+        }
     }
 
     #[cfg(test)]
@@ -264,7 +267,7 @@ mod tests {
         let cache = VerifiedCache::new(16);
         cache.insert(b"by-1", entry(1));
         cache.insert(b"by-2", entry(2));
-        cache.forget_key(KeyId::for_tests(1));
+        cache.forget_keys(&[KeyId::for_tests(1)]);
         assert!(cache.get(b"by-1").is_none());
         assert!(cache.get(b"by-2").is_some());
     }

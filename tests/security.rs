@@ -1197,7 +1197,11 @@ async fn s1_11_token_never_printed_by_what_the_handler_gets() {
         assert!(p.contains("Header"), "the location is shown: {p}");
         assert!(!p.contains(&signature), "a token printed: {p}");
     }
-    assert!(printed[0].contains("alice"), "the claims are shown: {}", printed[0]);
+    assert!(
+        printed[0].contains("alice"),
+        "the claims are shown: {}",
+        printed[0]
+    );
 }
 
 #[test]

@@ -9,10 +9,12 @@ mod jwk;
 mod set;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use set::{KeySet, Miss};
 
+use crate::cache::VerifiedCache;
 use crate::error::ConfigError;
 use crate::verify::Rules;
 
@@ -192,7 +194,11 @@ impl RemoteKeySet {
 
     /// Checks the settings and starts fetching (when a Tokio runtime is at hand;
     /// otherwise with the first request).
-    pub(crate) fn start(self, own: &Rules) -> Result<RemoteIssuer, ConfigError> {
+    pub(crate) fn start(
+        self,
+        own: &Rules,
+        cache: Option<Arc<VerifiedCache>>,
+    ) -> Result<RemoteIssuer, ConfigError> {
         let invalid = |why: String| ConfigError::InvalidKeySource(why);
         let url = match &self.source {
             Source::JwksUrl(url) => url.clone(),
@@ -228,7 +234,7 @@ impl RemoteKeySet {
             // A provider's session is the provider's business.
             max_session: None,
         };
-        let set = KeySet::new(self.source, self.settings).map_err(invalid)?;
+        let set = KeySet::new(self.source, self.settings, cache).map_err(invalid)?;
         Ok(RemoteIssuer { set, rules })
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 
 use super::fetch::{FetchError, Fetcher};
 use super::{Settings, Source, jwk};
+use crate::cache::VerifiedCache;
 use crate::keys::{KeyId, VerifyingKey};
 
 /// First retry after a failed fetch; doubled per failure, never above the cooldown.
@@ -61,6 +62,8 @@ struct Shared {
     /// The number of the last finished fetch (successful or not).
     finished: watch::Sender<u64>,
     started: AtomicBool,
+    /// The verified-token cache, told which keys left the set.
+    cache: Option<Arc<VerifiedCache>>,
 }
 
 /// A remote key set in use. Cloning shares it.
@@ -80,7 +83,11 @@ impl Drop for Shared {
 }
 
 impl KeySet {
-    pub(crate) fn new(source: Source, settings: Settings) -> Result<Self, String> {
+    pub(crate) fn new(
+        source: Source,
+        settings: Settings,
+        cache: Option<Arc<VerifiedCache>>,
+    ) -> Result<Self, String> {
         let fetcher = Fetcher::new(settings.max_bytes)?;
         let set = Self {
             shared: Arc::new(Shared {
@@ -96,6 +103,7 @@ impl KeySet {
                 }),
                 finished: watch::channel(0).0,
                 started: AtomicBool::new(false),
+                cache,
             }),
             wake: Arc::new(Notify::new()),
         };
@@ -230,10 +238,27 @@ impl Shared {
         control.started
     }
 
-    /// Puts `keys` in use. A removed key verifies nothing once this returns: cached
-    /// tokens are only trusted while their key is held (`holds`).
-    fn replace(&self, keys: Vec<VerifyingKey>) {
+    /// Puts `keys` in use. A key the set already held keeps its identity, so the
+    /// tokens it verified stay cached; a removed key verifies nothing once this
+    /// returns (cached tokens are only trusted while their key is held, `holds`), and
+    /// its cached tokens are dropped.
+    fn replace(&self, mut keys: Vec<VerifyingKey>) {
+        let old = self.current.load_full();
+        for key in &mut keys {
+            if let Some(same) = old.keys.iter().find(|held| held.same_key(key)) {
+                key.id = same.id;
+            }
+        }
+        let removed: Vec<KeyId> = old
+            .keys
+            .iter()
+            .map(|held| held.id)
+            .filter(|id| !keys.iter().any(|key| key.id == *id))
+            .collect();
         self.current.store(Arc::new(Snapshot { keys }));
+        if let Some(cache) = &self.cache {
+            cache.forget_keys(&removed);
+        }
     }
 
     /// One fetch: discovery when needed, then the set. `jwks_uri` keeps the URL
@@ -335,5 +360,79 @@ async fn run(shared: Weak<Shared>, wake: Arc<Notify>) {
             }
         }
         set.finished.send_replace(number);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::EncodingKey;
+    use jsonwebtoken::jwk::Jwk;
+
+    use super::*;
+    use crate::cache::Entry;
+    use crate::claims::TokenPayload;
+
+    const A: &[u8] = include_bytes!("../../tests/keys/ec_private.pem");
+    const B: &[u8] = include_bytes!("../../tests/keys/attacker_ec_private.pem");
+
+    /// The keys of a JWK Set document publishing these P-256 keys under these `kid`s.
+    fn set_of(keys: &[(&str, &[u8])]) -> Vec<VerifyingKey> {
+        let keys: Vec<Jwk> = keys
+            .iter()
+            .map(|(kid, pem)| {
+                let key = EncodingKey::from_ec_pem(pem).unwrap();
+                let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+                jwk.common.key_id = Some((*kid).to_owned());
+                jwk
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap();
+        jwk::parse_set(&body, 10).unwrap()
+    }
+
+    fn cache_token_of(cache: &VerifiedCache, token: &str, key: KeyId) {
+        let payload: TokenPayload =
+            serde_json::from_str(r#"{"sub":"a","jti":"j","type":"access","iat":1,"exp":100}"#)
+                .unwrap();
+        cache.insert(
+            token.as_bytes(),
+            Arc::new(Entry::new(Arc::new(payload), key)),
+        );
+    }
+
+    #[test]
+    fn a_refetched_set_keeps_its_keys_and_drops_the_tokens_of_removed_ones() {
+        crate::keys::install_provider();
+        let cache = Arc::new(VerifiedCache::new(16));
+        // No runtime here: nothing is fetched, keys are put in use by hand.
+        let set = KeySet::new(
+            Source::JwksUrl("http://127.0.0.1:1/jwks".into()),
+            Settings::default(),
+            Some(Arc::clone(&cache)),
+        )
+        .unwrap();
+        let shared = &set.shared;
+        shared.replace(set_of(&[("a", A)]));
+        let a = shared.current.load().keys[0].id;
+        cache_token_of(&cache, "token-of-a", a);
+
+        // The provider publishes its next key beside the current one: the current key
+        // keeps its identity, so its tokens stay cached and trusted.
+        shared.replace(set_of(&[("a", A), ("next", B)]));
+        assert!(set.holds(a));
+        assert_eq!(cache.len(), 1);
+
+        // The same `kid` over other material is another key: `a`'s tokens go.
+        shared.replace(set_of(&[("a", B)]));
+        assert!(!set.holds(a));
+        assert_eq!(cache.len(), 0);
+
+        // A key retired from the set: its tokens are dropped at once.
+        shared.replace(set_of(&[("a", A)]));
+        let a = shared.current.load().keys[0].id;
+        cache_token_of(&cache, "token-of-a", a);
+        shared.replace(set_of(&[("next", B)]));
+        assert!(!set.holds(a));
+        assert_eq!(cache.len(), 0);
     }
 }

@@ -58,6 +58,22 @@ impl VerifyingKey {
         Some(Self::new(kid, alg, KeyKind::Public(key)))
     }
 
+    /// Whether `other` is this very key: the same `kid`, algorithm and public
+    /// material. A re-fetched set keeps the identity (and the cached tokens) of the
+    /// keys it still holds.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn same_key(&self, other: &Self) -> bool {
+        use jsonwebtoken::jwk::Jwk;
+        if self.kid != other.kid || self.alg != other.alg {
+            return false;
+        }
+        let (KeyKind::Public(a), KeyKind::Public(b)) = (&self.kind, &other.kind) else {
+            return false;
+        };
+        let public = |key| Jwk::from_decoding_key(key, Some(self.alg)).ok();
+        matches!((public(a), public(b)), (Some(a), Some(b)) if a == b)
+    }
+
     /// The public JWK of an asymmetric key (`None` for HMAC): `kid` (its own, or the
     /// RFC 7638 thumbprint), `alg`, `use: "sig"`.
     pub(crate) fn public_jwk(&self) -> Option<jsonwebtoken::jwk::Jwk> {

@@ -402,7 +402,7 @@ mod tests {
             // The invalidation hook drops a key's entries at once.
             let again = KeySource::new(vec![p1]);
             assert!(is_valid(verifier(&again, &cache).verify(t.as_bytes(), NOW)));
-            cache.forget_key(k1_id);
+            cache.forget_keys(&[k1_id]);
             assert_eq!(cache.len(), 0);
         }
 
