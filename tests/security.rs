@@ -380,6 +380,7 @@ fn sign_asym(alg: Algorithm, private_pem: &[u8], header: &str, payload: &str) ->
     let _ = JwtAuth::builder().hs256(SECRET).build().unwrap();
     let key = match alg {
         Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(private_pem).unwrap(),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem).unwrap(),
         _ => EncodingKey::from_rsa_pem(private_pem).unwrap(),
     };
     let input = format!("{}.{}", b64(header), b64(payload));
@@ -458,6 +459,59 @@ fn rsa_public_only_fx() -> Fx {
 
 fn ec_fx() -> Fx {
     Fx::with(|b| b.signing_key(Key::pem_pair(Algorithm::ES256, EC_PRIVATE, EC_PUBLIC)))
+}
+
+/// Every encoding of a public key the builder takes verifies the same token, on every
+/// asymmetric algorithm; a key prepared for one algorithm verifies no other's token.
+#[tokio::test]
+async fn asymmetric_keys_verify_in_every_encoding_they_are_given() {
+    let claims = good_claims();
+    let cases: [(Algorithm, &[u8], &[u8]); 5] = [
+        (Algorithm::RS256, RSA_PRIVATE, RSA_PUBLIC),
+        (Algorithm::RS256, RSA_PRIVATE, RSA_PUBLIC_PKCS1),
+        (Algorithm::PS256, RSA_PRIVATE, RSA_PUBLIC),
+        (Algorithm::ES256, EC_PRIVATE, EC_PUBLIC),
+        (
+            Algorithm::EdDSA,
+            include_bytes!("keys/ed25519_private.pem"),
+            include_bytes!("keys/ed25519_public.pem"),
+        ),
+    ];
+    for (alg, private, public) in cases {
+        let fx = Fx::with(|b| b.verification_key(Key::public_pem(alg, public)));
+        let header = format!(r#"{{"typ":"JWT","alg":"{alg:?}"}}"#);
+        let token = sign_asym(alg, private, &header, &claims);
+        assert_passed(&fx.bearer(&token).await);
+        let (h, p, sig) = parts(&token);
+        let mut tampered = unb64(&sig);
+        tampered[0] ^= 1;
+        assert_invalid_token(&fx.bearer(&format!("{h}.{p}.{}", b64(&tampered))).await);
+    }
+    // RS256 and PS256 share a key type, not a signature scheme.
+    let fx = Fx::with(|b| b.verification_key(Key::public_pem(Algorithm::PS256, RSA_PUBLIC)));
+    let rs256 = sign_asym(
+        Algorithm::RS256,
+        RSA_PRIVATE,
+        r#"{"typ":"JWT","alg":"PS256"}"#,
+        &claims,
+    );
+    assert_invalid_token(&fx.bearer(&rs256).await);
+}
+
+/// RSA keys under 2048 bits are refused (RFC 7518 §3.3): such a key is a build error,
+/// never a key that verifies.
+#[test]
+fn rsa_keys_under_2048_bits_are_refused() {
+    let built = JwtAuth::builder()
+        .verification_key(Key::public_pem(
+            Algorithm::RS256,
+            include_bytes!("keys/rsa1024_public.pem"),
+        ))
+        .build();
+    assert!(
+        matches!(built, Err(ConfigError::InvalidKey(_))),
+        "a 1024-bit RSA key was accepted"
+    );
 }
 
 const NONE_SPELLINGS: [&str; 6] = ["none", "None", "NONE", "nOnE", "none ", ""];

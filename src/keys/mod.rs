@@ -11,8 +11,8 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
 pub(crate) use self::hmac::HmacKey;
 pub(crate) use self::source::{KeySource, Keys};
-use self::verifying::KeyKind;
 pub(crate) use self::verifying::{KeyId, VerifyingKey};
+use self::verifying::{KeyKind, PublicKey};
 use crate::error::ConfigError;
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
@@ -186,9 +186,13 @@ impl Key {
                     }
                 }
                 .map_err(invalid)?;
-                // Build a verifier once so a key that does not fit its algorithm fails now.
-                (PROVIDER.verifier_factory)(&self.alg, &key).map_err(invalid)?;
-                KeyKind::Public(key)
+                // Prepared now, so a key that does not fit its algorithm fails now.
+                KeyKind::Public(PublicKey::new(self.alg, key).ok_or_else(|| {
+                    ConfigError::InvalidKey(format!(
+                        "not a {:?} public key (RSA keys need 2048 bits at least)",
+                        self.alg
+                    ))
+                })?)
             }
             (Material::Secret(_), _) => {
                 return Err(ConfigError::InvalidKey(
