@@ -3,6 +3,8 @@
 # on loopback, in alternating rounds; prints requests/s and p99 of both and the ratio.
 #
 #   scripts/load.sh [rounds=5] [seconds=5]
+#   LOAD_CONTROL=1 scripts/load.sh …   # control: both servers without the layer, so the
+#                                      # ratio shows what the method itself reports
 #
 # The server is pinned to CPU 0 and wrk to CPU 1 when `taskset` exists. Every run is
 # bounded by wrk's duration; both servers are stopped on exit.
@@ -24,7 +26,9 @@ out=$(mktemp -d)
 # `exec` in the subshell, so that $! is the server itself.
 (PORT=$plain_port exec "${server[@]}" "$bin" >"$out/plain.log" 2>&1) &
 plain_pid=$!
-(AUTH=1 PORT=$auth_port exec "${server[@]}" "$bin" >"$out/auth.log" 2>&1) &
+auth=1
+[ "${LOAD_CONTROL:-}" = 1 ] && auth=0
+(AUTH=$auth PORT=$auth_port exec "${server[@]}" "$bin" >"$out/auth.log" 2>&1) &
 auth_pid=$!
 trap 'kill $plain_pid $auth_pid 2>/dev/null || true; rm -rf "$out"' EXIT
 wait_for "$out/plain.log" listening
@@ -32,9 +36,11 @@ wait_for "$out/auth.log" listening
 token=$(sed -n 's/^token: //p' "$out/auth.log")
 header="Authorization: Bearer $token"
 # The layer must really be on: without the token the auth server answers 401.
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$auth_port/")" = 401 ]
+[ "$auth" = 0 ] || [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$auth_port/")" = 401 ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "$header" "http://127.0.0.1:$auth_port/")" = 200 ]
 
 # The same header for both: the plain server ignores it.
+second=with_layer
+[ "$auth" = 0 ] && second=also_without_layer
 alternate without_layer "http://127.0.0.1:$plain_port/" "$header" \
-  with_layer "http://127.0.0.1:$auth_port/" "$header"
+  "$second" "http://127.0.0.1:$auth_port/" "$header"
