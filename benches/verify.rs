@@ -431,6 +431,29 @@ fn asymmetric(c: &mut Criterion) {
         g.bench_function(format!("{name}_cached"), |b| {
             b.iter(|| cached.verify(black_box(&token), TokenType::Access).unwrap())
         });
+        // The stack it is built on, over the same distinct tokens.
+        let public = read(public);
+        let decoding = match alg {
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(&public),
+            Algorithm::ES256 => DecodingKey::from_ec_pem(&public),
+            _ => DecodingKey::from_ed_pem(&public),
+        }
+        .unwrap();
+        let mut validation = Validation::new(alg);
+        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        let mut next = distinct.iter().cycle();
+        g.bench_function(format!("{name}_jsonwebtoken_decode"), |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<TokenPayload>(
+                    black_box(next.next().unwrap()),
+                    &decoding,
+                    &validation,
+                )
+                .unwrap()
+            })
+        });
     }
     g.finish();
 }
@@ -516,7 +539,7 @@ fn mean_ns(id: &str, since: std::time::SystemTime) -> Option<f64> {
 
 fn report(since: std::time::SystemTime) {
     // (label, numerator, denominator)
-    let pairs: [(&str, &str, &str); 21] = [
+    let pairs: [(&str, &str, &str); 24] = [
         (
             "hs256 layer, repeated token / floor",
             "hs256/layer_hit",
@@ -583,14 +606,29 @@ fn report(since: std::time::SystemTime) {
             "asymmetric/rs256_first_sight",
         ),
         (
+            "rs256 first sight / jsonwebtoken::decode",
+            "asymmetric/rs256_first_sight",
+            "asymmetric/rs256_jsonwebtoken_decode",
+        ),
+        (
             "es256 cached / first sight",
             "asymmetric/es256_cached",
             "asymmetric/es256_first_sight",
         ),
         (
+            "es256 first sight / jsonwebtoken::decode",
+            "asymmetric/es256_first_sight",
+            "asymmetric/es256_jsonwebtoken_decode",
+        ),
+        (
             "eddsa cached / first sight",
             "asymmetric/eddsa_cached",
             "asymmetric/eddsa_first_sight",
+        ),
+        (
+            "eddsa first sight / jsonwebtoken::decode",
+            "asymmetric/eddsa_first_sight",
+            "asymmetric/eddsa_jsonwebtoken_decode",
         ),
         (
             "hs256 layer, first sight / floor, crate's primitives",
