@@ -61,17 +61,18 @@ impl Authenticated {
     /// for any other type.
     ///
     /// ```
-    /// # use std::sync::Arc;
-    /// # use tower_jwt_auth::{Authenticated, TokenPayload};
+    /// use tower_jwt_auth::Authenticated;
+    ///
     /// #[derive(serde::Deserialize)]
     /// struct Tenant {
     ///     tenant: String,
     /// }
     ///
-    /// fn tenant(authenticated: &Authenticated) -> Option<Arc<Tenant>> {
-    ///     // Some behind `auth.layer().claims::<Tenant>()`.
-    ///     authenticated.claims_as::<Tenant>()
+    /// // Some behind `auth.layer().claims::<Tenant>()`, None behind `auth.layer()`.
+    /// fn tenant(authenticated: &Authenticated) -> Option<String> {
+    ///     authenticated.claims_as::<Tenant>().map(|t| t.tenant.clone())
     /// }
+    /// # let _ = tenant;
     /// ```
     pub fn claims_as<C: Send + Sync + 'static>(&self) -> Option<Arc<C>> {
         if let Some(custom) = &self.custom

@@ -14,8 +14,8 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 use tower_jwt_auth::{
-    Algorithm, AuthError, AuthLayer, JwtAuth, JwtAuthBuilder, Key, Location, ManualClock,
-    MemoryStore, PresentedToken, TokenError, TokenPayload,
+    Algorithm, AuthError, AuthLayer, Authenticated, JwtAuth, JwtAuthBuilder, Key, Location,
+    ManualClock, MemoryStore, TokenError, TokenPayload,
 };
 
 /// The instant every target starts at (tokens in the seeds were issued then).
@@ -191,11 +191,9 @@ pub fn recording_service(
         let auth = auth.clone();
         let seen = seen.clone();
         async move {
-            let claims = req.extensions().get::<std::sync::Arc<TokenPayload>>().map(|c| TokenPayload::clone(c));
-            let presented = req
-                .extensions()
-                .get::<PresentedToken>()
-                .map(|p| (p.location(), p.as_str().to_owned()));
+            let authenticated = req.extensions().get::<Authenticated>();
+            let claims = authenticated.map(|a| TokenPayload::clone(a.claims()));
+            let presented = authenticated.map(|a| (a.location(), a.token().as_str().to_owned()));
             let mut record = Seen {
                 ran: true,
                 claims: claims.clone(),
