@@ -175,4 +175,20 @@ mod tests {
             Some(FetchError::TooManyKeys)
         );
     }
+
+    /// The JWK Set of one RSA public key (PEM), with `alg`.
+    fn rsa_set(public_pem: &[u8]) -> Vec<u8> {
+        crate::keys::install_provider();
+        let key = DecodingKey::from_rsa_pem(public_pem).unwrap();
+        let jwk = Jwk::from_decoding_key(&key, Some(Algorithm::RS256)).unwrap();
+        serde_json::to_vec(&json!({ "keys": [jwk] })).unwrap()
+    }
+
+    #[test]
+    fn rsa_keys_under_2048_bits_are_skipped() {
+        let small = rsa_set(include_bytes!("../../tests/keys/rsa1024_public.pem"));
+        assert_eq!(parse_set(&small, 10).err(), Some(FetchError::NoUsableKey));
+        let usual = rsa_set(include_bytes!("../../tests/keys/rsa_public.pem"));
+        assert_eq!(parse_set(&usual, 10).map(|keys| keys.len()), Ok(1));
+    }
 }
