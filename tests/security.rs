@@ -514,6 +514,31 @@ fn rsa_keys_under_2048_bits_are_refused() {
     );
 }
 
+/// The halves of two different key pairs are a build error: such a pair would sign
+/// tokens that nothing verifies, and `jwks()` would publish a key verifying none of them.
+#[test]
+fn a_signing_key_whose_halves_belong_to_different_pairs_is_refused() {
+    let mismatched = [
+        Key::pem_pair(Algorithm::RS256, ATTACKER_RSA_PRIVATE, RSA_PUBLIC),
+        Key::pem_pair(
+            Algorithm::ES256,
+            include_bytes!("keys/attacker_ec_private.pem"),
+            EC_PUBLIC,
+        ),
+    ];
+    for key in mismatched {
+        let built = JwtAuth::builder().signing_key(key).build();
+        assert!(
+            matches!(&built, Err(ConfigError::InvalidKey(m)) if m.contains("pair")),
+            "a mismatched pair was accepted: {:?}",
+            built.err()
+        );
+    }
+    // Positive control: the matching halves build.
+    let matching = Key::pem_pair(Algorithm::RS256, RSA_PRIVATE, RSA_PUBLIC);
+    assert!(JwtAuth::builder().signing_key(matching).build().is_ok());
+}
+
 const NONE_SPELLINGS: [&str; 6] = ["none", "None", "NONE", "nOnE", "none ", ""];
 
 // ---------------------------------------------------------------------------------------

@@ -200,12 +200,34 @@ impl Key {
                 ));
             }
         };
+        let prepared = VerifyingKey::new(self.kid.clone(), self.alg, kind);
         if self.can_sign() {
             // Fail at build time, not at the first login.
-            self.encoding_key()?;
+            let signing = self.encoding_key()?;
+            // Halves of two different pairs would sign tokens that nobody verifies,
+            // and `jwks()` would publish a key that verifies none of them.
+            if matches!(self.material, Material::Pem { .. }) && !pair_matches(&signing, &prepared) {
+                return Err(ConfigError::InvalidKey(
+                    "the private key is not the pair of the public key".into(),
+                ));
+            }
         }
-        Ok(VerifyingKey::new(self.kid.clone(), self.alg, kind))
+        Ok(prepared)
     }
+}
+
+/// Whether `verifying` accepts what `signing` signs (an asymmetric pair's halves).
+fn pair_matches(signing: &EncodingKey, verifying: &VerifyingKey) -> bool {
+    use base64::Engine;
+    const PROBE: &[u8] = b"tower-jwt-auth: does this private key belong to this public key?";
+    jsonwebtoken::crypto::sign(PROBE, signing, verifying.alg)
+        .ok()
+        .and_then(|signature| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(signature)
+                .ok()
+        })
+        .is_some_and(|signature| verifying.verify(PROBE, &signature))
 }
 
 /// The RFC 7638 thumbprint (SHA-256) of a public PEM key, if it reads as `alg`'s.
