@@ -1459,7 +1459,8 @@ mod cluster {
                 (0..24).map(|i| session(&auth, &format!("u{i}"))).collect();
             let (revoked, valid) = sessions.split_at(12);
             for s in revoked {
-                assert_eq!(logout(a.addr, s).await.status, StatusCode::OK);
+                let res = logout(a.addr, s).await;
+                assert_eq!(res.status, StatusCode::OK, "logout: {:?}", res.body);
             }
             // The primary holding the log: every mirror must resynchronise.
             let log_master = cluster.master_for_key(b"tower-jwt-auth:log").await;
