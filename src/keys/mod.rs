@@ -10,7 +10,7 @@ use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 
 pub(crate) use self::hmac::HmacKey;
-pub(crate) use self::source::{KeySource, Keys};
+pub(crate) use self::source::{KeySource, Keys, Selected};
 pub(crate) use self::verifying::{KeyId, VerifyingKey};
 use self::verifying::{KeyKind, PublicKey};
 use crate::error::ConfigError;

@@ -11,7 +11,8 @@ use jsonwebtoken::jwk::JwkSet;
 use super::known;
 use super::{KeyId, VerifyingKey};
 use crate::error::TokenError;
-use crate::verify::{HEADER_BUF, Rules, header};
+use crate::verify::Rules;
+use crate::verify::header::{self, HeaderBuf, JoseHeader};
 
 /// The keys of a [`JwtAuth`](crate::JwtAuth), built once by the builder.
 pub(crate) struct KeySource {
@@ -32,7 +33,7 @@ impl KeySource {
             // Each candidate goes through the normal header path, so recognising it
             // later is exactly equivalent to parsing it.
             known_headers: known::headers(&keys, |header_b64| {
-                let selected = parsed_key(&keys, header_b64).ok()?;
+                let selected = parsed_key(&keys, header_b64)?;
                 keys.iter().position(|k| std::ptr::eq(k, selected))
             }),
             keys,
@@ -103,18 +104,28 @@ pub(crate) struct Keys<'k> {
 }
 
 impl<'k> Keys<'k> {
-    /// The static key a header selects. The header is the only part read before the
+    /// The static key a header selects, or the parsed header when none does (for the
+    /// remote sets, so it is parsed once). The header is the only part read before the
     /// signature is checked: bounded in size, parsed with serde's recursion limit.
-    pub(crate) fn for_header(self, header_b64: &[u8]) -> Result<&'k VerifyingKey, TokenError> {
+    pub(crate) fn for_header<'b>(
+        self,
+        header_b64: &[u8],
+        header_buf: &'b mut HeaderBuf,
+    ) -> Result<Selected<'k, 'b>, TokenError> {
         for (known, index) in self.known_headers {
             if known.as_slice() == header_b64 {
                 return self
                     .keys
                     .get(*index)
+                    .map(Selected::Static)
                     .ok_or(TokenError::UnsupportedAlgorithm);
             }
         }
-        parsed_key(self.keys, header_b64)
+        let header = header::parse(header_b64, header_buf)?;
+        Ok(match select(self.keys, header.alg, header.kid.as_deref()) {
+            Some(key) => Selected::Static(key),
+            None => Selected::Unmatched(header),
+        })
     }
 
     /// The rules for a token verified by `key`, while that key is held: `own` (the
@@ -176,14 +187,19 @@ impl<'k> Keys<'k> {
     }
 }
 
+/// What a token's header selects among the keys.
+pub(crate) enum Selected<'k, 'b> {
+    /// A configured key.
+    Static(&'k VerifyingKey),
+    /// No configured key: the header, parsed, for the remote sets to look up.
+    Unmatched(#[cfg_attr(not(feature = "jwks"), allow(dead_code))] JoseHeader<'b>),
+}
+
 /// The static key for a header that is not a known one: parsed, then matched by its
 /// `alg` and `kid`.
-fn parsed_key<'k>(
-    keys: &'k [VerifyingKey],
-    header_b64: &[u8],
-) -> Result<&'k VerifyingKey, TokenError> {
-    let mut header_buf = [0u8; HEADER_BUF];
-    let header = header::parse(header_b64, &mut header_buf)?;
+fn parsed_key<'k>(keys: &'k [VerifyingKey], header_b64: &[u8]) -> Option<&'k VerifyingKey> {
+    let mut header_buf = header::buffer();
+    let header = header::parse(header_b64, &mut header_buf).ok()?;
     // The key comes from configuration, matched by the header's alg and kid.
     select(keys, header.alg, header.kid.as_deref())
 }
@@ -193,13 +209,12 @@ fn select<'k>(
     keys: &'k [VerifyingKey],
     alg: Algorithm,
     kid: Option<&str>,
-) -> Result<&'k VerifyingKey, TokenError> {
-    let found = match kid {
+) -> Option<&'k VerifyingKey> {
+    match kid {
         Some(kid) => keys
             .iter()
             .find(|k| k.alg == alg && k.kid.as_deref() == Some(kid)),
         // Without a `kid`, the first key of that algorithm (the signing key comes first).
         None => keys.iter().find(|k| k.alg == alg),
-    };
-    found.ok_or(TokenError::UnsupportedAlgorithm)
+    }
 }

@@ -2,6 +2,7 @@
 //! bounded in size and parsed strictly.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -14,8 +15,17 @@ use crate::error::TokenError;
 
 /// A base64url header longer than this is refused before decoding (I5).
 const MAX_HEADER_B64: usize = 1024;
-/// A buffer that holds any header short enough to be decoded.
-pub(crate) const HEADER_BUF: usize = MAX_HEADER_B64 * 3 / 4 + 3;
+/// The size of a buffer that holds any header short enough to be decoded.
+const HEADER_BUF: usize = MAX_HEADER_B64 * 3 / 4 + 3;
+
+/// Room for a decoded header, on the caller's stack: the parsed header borrows its
+/// `kid` from it.
+pub(crate) type HeaderBuf = [MaybeUninit<u8>; HEADER_BUF];
+
+/// An uninitialised [`HeaderBuf`] (nothing to zero: decoding writes what is read).
+pub(crate) fn buffer() -> HeaderBuf {
+    [MaybeUninit::uninit(); HEADER_BUF]
+}
 
 /// The JOSE header fields we read; everything else is ignored, never fetched
 /// (`jku`, `x5u`, `jwk` are not trusted, RFC 8725 §3.10). Parsed strictly (RFC 7515
@@ -105,12 +115,12 @@ impl<'de> Deserialize<'de> for JoseHeader<'de> {
 /// limit, strictly (see [`JoseHeader`]).
 pub(crate) fn parse<'b>(
     header_b64: &[u8],
-    header_buf: &'b mut [u8; HEADER_BUF],
+    header_buf: &'b mut HeaderBuf,
 ) -> Result<JoseHeader<'b>, TokenError> {
     if header_b64.len() > MAX_HEADER_B64 {
         return Err(TokenError::Malformed);
     }
-    let header_json = decode_into(header_b64, Out::from_slice(header_buf))?;
+    let header_json = decode_into(header_b64, Out::from_uninit_slice(header_buf))?;
     // serde_json skips ignored members without checking their UTF-8, and a derived
     // struct also accepts an array: RFC 7515 §4 wants a UTF-8 JSON object.
     let header_json = std::str::from_utf8(header_json).map_err(|_| TokenError::Malformed)?;

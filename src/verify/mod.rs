@@ -15,11 +15,10 @@ use std::sync::Arc;
 
 use base64_simd::{Out, URL_SAFE_NO_PAD};
 
-pub(crate) use self::header::HEADER_BUF;
 use crate::cache::{Entry, VerifiedCache};
 use crate::claims::TokenPayload;
 use crate::error::TokenError;
-use crate::keys::{KeyId, Keys};
+use crate::keys::{KeyId, Keys, Selected};
 
 /// Largest signature: RSA-4096 is 512 bytes.
 const MAX_SIGNATURE: usize = 512;
@@ -132,14 +131,16 @@ impl Verifier<'_> {
             cache.remove(token);
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let key = match self.keys.for_header(header_b64) {
-            Ok(key) => key,
+        let mut header_buf = header::buffer();
+        let key = match self.keys.for_header(header_b64, &mut header_buf)? {
+            Selected::Static(key) => key,
             // No configured key: the token may be an identity provider's.
             #[cfg(feature = "jwks")]
-            Err(TokenError::UnsupportedAlgorithm) if self.keys.has_remote() => {
-                return self.verify_remote(token, (header_b64, payload_b64, signature_b64), now);
+            Selected::Unmatched(header) if self.keys.has_remote() => {
+                let parts = (header_b64, payload_b64, signature_b64);
+                return self.verify_remote(token, &header, parts, now);
             }
-            Err(e) => return Err(e),
+            Selected::Unmatched(_) => return Err(TokenError::UnsupportedAlgorithm),
         };
 
         // 3. The signature over the raw signing input.

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use super::{Checked, HEADER_BUF, MAX_SIGNATURE, Parts, Verifier, header, with_decoded};
+use super::header::JoseHeader;
+use super::{Checked, MAX_SIGNATURE, Parts, Verifier, with_decoded};
 use crate::claims::TokenPayload;
 use crate::error::TokenError;
 use crate::jwks::Miss;
 
 impl Verifier<'_> {
-    /// Verifies a token with the key its header names in a remote set, then its
+    /// Verifies a token (its header already parsed) with the key that header names in
+    /// a remote set, then its
     /// claims with that set's rules (its issuer, its audience). An unknown `kid`
     /// asks the sets for a refresh (at most once per cooldown) and is refused here;
     /// the layer and the async API then wait for that fetch and verify again.
@@ -18,12 +20,11 @@ impl Verifier<'_> {
     pub(super) fn verify_remote(
         &self,
         token: &[u8],
+        header: &JoseHeader<'_>,
         parts: Parts<'_>,
         now: u64,
     ) -> Result<Checked, TokenError> {
         let (header_b64, payload_b64, signature_b64) = parts;
-        let mut header_buf = [0u8; HEADER_BUF];
-        let header = header::parse(header_b64, &mut header_buf)?;
         if signature_b64.len() > MAX_SIGNATURE * 4 / 3 + 4 {
             return Err(TokenError::InvalidSignature);
         }
