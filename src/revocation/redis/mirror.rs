@@ -132,11 +132,15 @@ impl std::hash::Hasher for UuidHasher {
 
 type UuidMap = HashMap<u128, u64, std::hash::BuildHasherDefault<UuidHasher>>;
 
+/// Other ids and subjects come from verified tokens (or from Redis): a fast hasher,
+/// randomly seeded per map, rather than SipHash on every check.
+type TextHasher = foldhash::fast::RandomState;
+
 /// Revoked ids → until.
 #[derive(Debug, Default)]
 struct Ids {
     uuids: UuidMap,
-    texts: HashMap<Box<str>, u64>,
+    texts: HashMap<Box<str>, u64, TextHasher>,
 }
 
 impl Ids {
@@ -180,7 +184,7 @@ struct Shard {
     tokens: Ids,
     families: Ids,
     /// sub → (before, until).
-    subjects: HashMap<Box<str>, (u64, u64)>,
+    subjects: HashMap<Box<str>, (u64, u64), TextHasher>,
 }
 
 impl Shard {
