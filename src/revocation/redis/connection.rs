@@ -131,13 +131,23 @@ impl Connection {
         Ok(acknowledged >= 1)
     }
 
-    /// The primaries holding keys: the node itself, or every primary of the cluster.
+    /// The primaries holding keys: the node itself, or the live primaries of the
+    /// cluster, which must serve every slot between them. While a slot has no live
+    /// primary (a failover in progress) this is an error: a resynchronisation that
+    /// skipped a shard would call the mirror complete without that shard's
+    /// revocations.
     pub(super) async fn primaries(&mut self) -> RedisResult<Vec<Option<Node>>> {
         match self {
             Self::Single(_) => Ok(vec![None]),
             Self::Cluster(c) => {
                 let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(c).await?;
-                Ok(nodes.lines().filter_map(primary).map(Some).collect())
+                let primaries = primaries_serving_every_slot(&nodes).ok_or_else(|| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::ClusterConnectionNotFound,
+                        "a slot has no live primary",
+                    ))
+                })?;
+                Ok(primaries.into_iter().map(Some).collect())
             }
         }
     }
@@ -225,6 +235,36 @@ fn connected_replicas(role: &Value) -> usize {
 }
 
 /// A live primary from a `CLUSTER NODES` line (`id host:port@bus flags …`).
+/// The live primaries serving slots, from `CLUSTER NODES`, when together they serve
+/// all 16384 of them; `None` when a slot is unassigned or served by a failed node.
+fn primaries_serving_every_slot(nodes: &str) -> Option<Vec<Node>> {
+    const SLOTS: usize = 16384;
+    let mut served = vec![false; SLOTS];
+    let mut primaries = Vec::new();
+    for line in nodes.lines() {
+        let Some(node) = primary(line) else { continue };
+        let mut serves_any = false;
+        // Fields 9 and on: slots (`5461`, `0-5460`), or migration marks (`[…]`).
+        for range in line.split_whitespace().skip(8) {
+            if range.starts_with('[') {
+                continue;
+            }
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            let (Ok(first), Ok(last)) = (first.parse::<usize>(), last.parse::<usize>()) else {
+                continue;
+            };
+            for slot in served.get_mut(first..=last)? {
+                *slot = true;
+                serves_any = true;
+            }
+        }
+        if serves_any {
+            primaries.push(node);
+        }
+    }
+    served.iter().all(|s| *s).then_some(primaries)
+}
+
 fn primary(line: &str) -> Option<Node> {
     let mut fields = line.split_whitespace();
     let address = fields.nth(1)?;
@@ -260,6 +300,41 @@ mod tests {
         assert!(primary("67ed 127.0.0.1:30002@40002 slave 07c3 0 1 2 connected").is_none());
         assert!(primary("67ed 127.0.0.1:30002@40002 master,fail - 0 1 2 connected").is_none());
         assert!(primary("garbage").is_none());
+    }
+
+    #[test]
+    fn every_slot_needs_a_live_primary() {
+        let healthy = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922 [5461->-c3]
+c3 127.0.0.1:7002@17002 master - 0 0 3 connected 10923 10924-16383
+d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected";
+        let ports: Vec<u16> = primaries_serving_every_slot(healthy)
+            .unwrap()
+            .iter()
+            .map(|n| n.port)
+            .collect();
+        assert_eq!(ports, [7000, 7001, 7002]);
+        // The primary of 5461-10922 failed and its replica is not promoted yet: the
+        // keys of those slots cannot be read, so no list of primaries is complete.
+        let failing = healthy.replace("master - 0 0 2", "master,fail - 0 0 2");
+        assert!(primaries_serving_every_slot(&failing).is_none());
+        // Once promoted, the failed node keeps no slots and is left out.
+        let promoted = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master,fail - 0 0 2 disconnected
+e5 127.0.0.1:7004@17004 master - 0 0 4 connected 5461-10922
+c3 127.0.0.1:7002@17002 master - 0 0 3 connected 10923-16383";
+        let ports: Vec<u16> = primaries_serving_every_slot(promoted)
+            .unwrap()
+            .iter()
+            .map(|n| n.port)
+            .collect();
+        assert_eq!(ports, [7000, 7004, 7002]);
+        // Unassigned slots, and nonsense.
+        assert!(primaries_serving_every_slot(&healthy.replace("10924-16383", "")).is_none());
+        assert!(primaries_serving_every_slot("garbage").is_none());
+        assert!(primaries_serving_every_slot(&healthy.replace("0-5460", "0-99999")).is_none());
     }
 
     #[test]
