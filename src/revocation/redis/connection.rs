@@ -234,7 +234,6 @@ fn connected_replicas(role: &Value) -> usize {
     }
 }
 
-/// A live primary from a `CLUSTER NODES` line (`id host:port@bus flags …`).
 /// The live primaries serving slots, from `CLUSTER NODES`, when together they serve
 /// all 16384 of them; `None` when a slot is unassigned or served by a failed node.
 fn primaries_serving_every_slot(nodes: &str) -> Option<Vec<Node>> {
@@ -265,6 +264,7 @@ fn primaries_serving_every_slot(nodes: &str) -> Option<Vec<Node>> {
     served.iter().all(|s| *s).then_some(primaries)
 }
 
+/// A live primary from a `CLUSTER NODES` line (`id host:port@bus flags …`).
 fn primary(line: &str) -> Option<Node> {
     let mut fields = line.split_whitespace();
     let address = fields.nth(1)?;
