@@ -32,11 +32,10 @@ fn key_set() -> Result<RemoteKeySet, String> {
     let mut set = match (env("OIDC_ISSUER"), env("JWKS_URL")) {
         (Some(issuer), None) => RemoteKeySet::oidc_issuer(issuer),
         (None, Some(url)) => {
-            let set = RemoteKeySet::jwks_url(url);
-            match env("JWT_DECODE_ISSUER") {
-                Some(issuer) => set.issuer(issuer),
-                None => set,
-            }
+            // A key set is bound to its issuer: without one, any `iss` would pass.
+            let issuer = env("JWT_DECODE_ISSUER")
+                .ok_or("JWKS_URL needs JWT_DECODE_ISSUER, the issuer of its tokens")?;
+            RemoteKeySet::jwks_url(url).issuer(issuer)
         }
         _ => return Err("set exactly one of OIDC_ISSUER and JWKS_URL".into()),
     };

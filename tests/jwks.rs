@@ -12,9 +12,11 @@ use support::provider::{Mode, Provider, SigningKey, claims, free_port, set};
 use tower::ServiceExt;
 use tower_jwt_auth::{AuthError, ConfigError, JwtAuth, RemoteKeySet, TokenError, TokenType};
 
-/// Fast timings; background refreshes far away unless a test wants them.
+/// Fast timings; background refreshes far away unless a test wants them. Bound to
+/// [`ISS`] (a test naming another issuer replaces it).
 fn remote(url: &str) -> RemoteKeySet {
     RemoteKeySet::jwks_url(url)
+        .issuer(ISS)
         .refresh_cooldown(Duration::from_millis(300))
         .fetch_timeout(Duration::from_millis(500))
         .cache_max_age(Duration::from_secs(60))
@@ -196,16 +198,48 @@ fn only_https_except_loopback() {
     assert!(matches!(err, Err(ConfigError::InvalidKeySource(_))));
     assert!(
         JwtAuth::builder()
-            .remote_keys(RemoteKeySet::jwks_url("https://idp.example.com/jwks"))
+            .remote_keys(RemoteKeySet::jwks_url("https://idp.example.com/jwks").issuer(ISS))
             .build()
             .is_ok()
     );
     assert!(
         JwtAuth::builder()
-            .remote_keys(RemoteKeySet::jwks_url("http://localhost:1/jwks"))
+            .remote_keys(RemoteKeySet::jwks_url("http://localhost:1/jwks").issuer(ISS))
             .build()
             .is_ok()
     );
+}
+
+/// SECURITY.md 13.2 (review R2): a JWKS URL without an issuer is a build error; the
+/// explicit opt-out accepts any `iss`, and a bound set only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_is_bound_to_an_issuer_unless_told_otherwise() {
+    let unbound = JwtAuth::builder()
+        .remote_keys(RemoteKeySet::jwks_url("https://idp.example.com/jwks"))
+        .build();
+    match unbound {
+        Err(ConfigError::InvalidKeySource(why)) => assert!(why.contains("issuer"), "{why}"),
+        other => panic!("an unbound set was built: {:?}", other.err()),
+    }
+
+    let key = SigningKey::new(Algorithm::ES256, "k");
+    let provider = Provider::start(&set(&[&key])).await;
+    let tenant = key.sign(&claims("https://idp.example.com/tenants/mallory", "a"));
+    let bound = build(remote(&provider.jwks_url()));
+    assert!(
+        when_loaded(&bound, &key.sign(&claims(ISS, "a")))
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        verify(&bound, &tenant),
+        Err(AuthError::InvalidToken(TokenError::InvalidIssuer))
+    ));
+    let open = JwtAuth::builder()
+        .remote_keys(RemoteKeySet::jwks_url(provider.jwks_url()).any_issuer())
+        .build()
+        .unwrap();
+    assert_eq!(when_loaded(&open, &tenant).await.as_deref(), Ok("a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -937,4 +971,96 @@ async fn the_async_api_waits_for_a_new_kid_too() {
     assert_eq!(verified.map(|c| c.sub).as_deref(), Ok("d"));
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert_eq!(provider.jwks_fetches(), 3);
+}
+
+/// SECURITY.md 13.1 (review R1): a provider token without `jti` is identified by what its
+/// signature covers, so a revoked ES256/ES384 token whose signature is rewritten as
+/// `(r, n - s)` (still valid) stays revoked, through the async API and the layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_ecdsa_token_stays_revoked_with_its_signature_rewritten() {
+    use support::provider::malleate;
+    let keys = [
+        SigningKey::new(Algorithm::ES256, "es256"),
+        SigningKey::new(Algorithm::ES384, "es384"),
+    ];
+    let provider = Provider::start(&set(&keys.iter().collect::<Vec<_>>())).await;
+    let auth = build(remote(&provider.jwks_url()).issuer(ISS));
+    let svc = layered(&auth);
+    for key in &keys {
+        let token = key.sign(&claims(ISS, "mallory"));
+        assert!(when_loaded(&auth, &token).await.is_ok());
+        let rewritten = malleate(&token, key.alg);
+        assert_ne!(rewritten, token);
+        let original = auth.verify(&token, TokenType::Access).unwrap();
+        let other = auth
+            .verify(&rewritten, TokenType::Access)
+            .expect("the rewritten signature verifies");
+        assert_eq!(other.jti, original.jti, "{:?}: one id for both", key.alg);
+
+        auth.revoke(&original).await.unwrap();
+        for presented in [&token, &rewritten] {
+            assert!(
+                matches!(
+                    auth.verify_unrevoked(presented, TokenType::Access).await,
+                    Err(AuthError::InvalidToken(TokenError::Revoked))
+                ),
+                "{:?}",
+                key.alg
+            );
+            let res = svc.clone().oneshot(bearer(presented)).await.unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{:?}", key.alg);
+        }
+    }
+}
+
+/// SECURITY.md 13.5 (review R5): a huge setting is a build error, never a panic on
+/// the fetching task or the request path.
+#[test]
+fn huge_key_set_settings_are_refused_at_build() {
+    let url = "https://idp.example.com/jwks";
+    let sets = [
+        RemoteKeySet::jwks_url(url).max_staleness(Duration::MAX),
+        RemoteKeySet::jwks_url(url).fetch_timeout(Duration::MAX),
+        RemoteKeySet::jwks_url(url).cache_max_age(Duration::MAX),
+        RemoteKeySet::jwks_url(url).refresh_cooldown(Duration::MAX),
+    ];
+    for set in sets {
+        let built = JwtAuth::builder().remote_keys(set.issuer(ISS)).build();
+        assert!(
+            matches!(built, Err(ConfigError::InvalidKeySource(ref why)) if why.contains("at most")),
+            "{:?}",
+            built.err()
+        );
+    }
+}
+
+/// SECURITY.md 13.5 (review R5): keys past the max staleness stop verifying on the
+/// request path itself, even when the task that would drop them is gone (here: its
+/// runtime was shut down).
+#[test]
+fn staleness_fails_closed_without_the_fetching_task() {
+    let key = SigningKey::new(Algorithm::ES256, "k");
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let (provider, auth, token) = first.block_on(async {
+        let provider = Provider::start(&set(&[&key])).await;
+        let auth = build(remote(&provider.jwks_url()).max_staleness(Duration::from_millis(700)));
+        let token = key.sign(&claims(ISS, "a"));
+        assert_eq!(when_loaded(&auth, &token).await.as_deref(), Ok("a"));
+        (provider, auth, token)
+    });
+    drop(first);
+    drop(provider);
+    let fresh = key.sign(&claims(ISS, "b"));
+    assert_eq!(
+        verify(&auth, &fresh).as_deref(),
+        Ok("b"),
+        "within staleness"
+    );
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(verify(&auth, &fresh), Err(AuthError::KeysUnavailable));
+    assert_eq!(
+        verify(&auth, &token),
+        Err(AuthError::KeysUnavailable),
+        "a cached token too"
+    );
 }

@@ -70,6 +70,19 @@ pub(crate) fn check_url(url: &str) -> Result<Uri, FetchError> {
     }
 }
 
+/// The `jwks_uri` a discovery document names: an https issuer's keys come over
+/// https too (no plain-http loopback downgrade); a loopback http issuer (local
+/// development) may name a loopback http URL. Any host: providers serve keys from a
+/// CDN or another domain of theirs, and the document naming it came from the issuer
+/// itself.
+pub(crate) fn check_jwks_uri(issuer: &str, jwks_uri: &str) -> Result<Uri, FetchError> {
+    let uri = check_url(jwks_uri)?;
+    if issuer.starts_with("https:") && uri.scheme_str() != Some("https") {
+        return Err(FetchError::Insecure);
+    }
+    Ok(uri)
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
@@ -173,7 +186,7 @@ impl Fetcher {
         if doc.issuer != issuer {
             return Err(FetchError::IssuerMismatch);
         }
-        check_url(&doc.jwks_uri)?;
+        check_jwks_uri(issuer, &doc.jwks_uri)?;
         Ok(doc.jwks_uri)
     }
 }
@@ -218,6 +231,24 @@ mod tests {
         );
         assert!(check_url("ftp://idp.example.com/jwks").is_err());
         assert!(check_url("/jwks").is_err());
+    }
+
+    /// SECURITY.md 13.6 (review R6).
+    #[test]
+    fn an_https_issuer_names_an_https_jwks_uri() {
+        let https = "https://idp.example.com";
+        assert!(check_jwks_uri(https, "https://keys.example.net/jwks").is_ok());
+        for downgrade in ["http://127.0.0.1:8080/jwks", "http://localhost/jwks"] {
+            assert_eq!(
+                check_jwks_uri(https, downgrade).unwrap_err(),
+                FetchError::Insecure
+            );
+        }
+        assert!(check_jwks_uri("http://127.0.0.1:9", "http://127.0.0.1:9/jwks").is_ok());
+        assert_eq!(
+            check_jwks_uri("http://127.0.0.1:9", "http://idp.example.com/jwks").unwrap_err(),
+            FetchError::Insecure
+        );
     }
 
     #[test]

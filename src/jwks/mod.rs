@@ -25,14 +25,24 @@ pub(crate) struct RemoteIssuer {
 }
 
 /// An id for a verified token without `jti` (providers' access tokens often have
-/// none): a digest of its bytes, so revocation has a handle that no other token shares.
-pub(crate) fn token_id(token: &[u8]) -> String {
+/// none): a digest of its signing input (`header.payload`), so revocation has a handle
+/// that no other token shares. Never of the signature: an ECDSA signature `(r, s)`
+/// rewritten as `(r, n - s)` still verifies, and would carry a new, unrevoked id.
+pub(crate) fn token_id(signing_input: &[u8]) -> String {
     use base64::Engine;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signing_input);
     let mut id = String::from("sha256:");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(digest.as_ref(), &mut id);
     id
 }
+
+/// The longest refresh cooldown and cache max age accepted (a week).
+const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest max staleness accepted (30 days): keys nobody could confirm for longer
+/// must stop verifying.
+const MAX_STALENESS: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest fetch timeout accepted (a request waits up to it for a new key).
+const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a set's keys come from.
 #[derive(Clone, Debug)]
@@ -79,7 +89,10 @@ impl Default for Settings {
 /// [`jwks_url`](Self::jwks_url). Given to
 /// [`JwtAuthBuilder::remote_keys`](crate::JwtAuthBuilder::remote_keys).
 ///
-/// Tokens verified with a set's keys must carry its issuer in `iss`.
+/// Tokens verified with a set's keys must carry its issuer in `iss`: a set is bound
+/// to one issuer ([`oidc_issuer`](Self::oidc_issuer), or [`jwks_url`](Self::jwks_url)
+/// with [`issuer`](Self::issuer)), and `build` refuses a set bound to none unless
+/// [`any_issuer`](Self::any_issuer) says so.
 /// Requests never wait on a fetch for a key already held; a token naming an unknown
 /// `kid` triggers a fetch at most once per [cooldown](Self::refresh_cooldown); the
 /// keys are refreshed in the background every [max age](Self::cache_max_age) (or the
@@ -102,6 +115,7 @@ impl Default for Settings {
 pub struct RemoteKeySet {
     pub(crate) source: Source,
     pub(crate) issuer: Option<String>,
+    pub(crate) any_issuer: bool,
     pub(crate) audience: Option<Vec<String>>,
     pub(crate) settings: Settings,
 }
@@ -115,17 +129,20 @@ impl RemoteKeySet {
         Self {
             source: Source::Oidc(issuer.clone()),
             issuer: Some(issuer),
+            any_issuer: false,
             audience: None,
             settings: Settings::default(),
         }
     }
 
-    /// The keys published at a JWKS URL. Bind them to an issuer with
-    /// [`issuer`](Self::issuer); without it, the keys verify tokens of any `iss`.
+    /// The keys published at a JWKS URL. Bind them to their issuer with
+    /// [`issuer`](Self::issuer): `build` refuses a set without one (unless
+    /// [`any_issuer`](Self::any_issuer)).
     pub fn jwks_url(url: impl Into<String>) -> Self {
         Self {
             source: Source::JwksUrl(url.into()),
             issuer: None,
+            any_issuer: false,
             audience: None,
             settings: Settings::default(),
         }
@@ -136,6 +153,16 @@ impl RemoteKeySet {
     /// is refused by `build`.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// **Dangerous.** Accepts tokens of any `iss` (or none) verified with these keys,
+    /// instead of refusing to build a set bound to no issuer. Only for a key set that
+    /// signs for a single issuer you trust entirely: with a provider whose one key set
+    /// signs for every tenant, anyone who registers a tenant could mint tokens that
+    /// pass for your audience. Ignored when an [`issuer`](Self::issuer) is set.
+    pub fn any_issuer(mut self) -> Self {
+        self.any_issuer = true;
         self
     }
 
@@ -153,7 +180,7 @@ impl RemoteKeySet {
 
     /// The least time between two fetches that tokens with an unknown `kid` trigger
     /// (30 s by default). Background refreshes do not count. It also caps the wait
-    /// between retries after a failed fetch.
+    /// between retries after a failed fetch. At most a week.
     pub fn refresh_cooldown(mut self, cooldown: Duration) -> Self {
         self.settings.refresh_cooldown = cooldown;
         self
@@ -161,19 +188,21 @@ impl RemoteKeySet {
 
     /// How often the keys are refreshed in the background (10 min by default); a
     /// shorter `Cache-Control: max-age` from the provider wins, down to the cooldown.
+    /// At most a week.
     pub fn cache_max_age(mut self, max_age: Duration) -> Self {
         self.settings.cache_max_age = max_age;
         self
     }
 
     /// How long keys keep verifying while every refresh fails (24 h by default);
-    /// past it they are dropped and requests answered 503 until a fetch succeeds.
+    /// past it they are dropped and requests answered 503 until a fetch succeeds
+    /// (checked on every request, not only by the fetching task). At most 30 days.
     pub fn max_staleness(mut self, max_staleness: Duration) -> Self {
         self.settings.max_staleness = max_staleness;
         self
     }
 
-    /// The bound of one whole fetch, discovery included (5 s by default).
+    /// The bound of one whole fetch, discovery included (5 s by default, at most 60 s).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.settings.fetch_timeout = timeout;
         self
@@ -212,11 +241,28 @@ impl RemoteKeySet {
             }
         };
         fetch::check_url(&url).map_err(|e| invalid(format!("{url}: {e}")))?;
+        if self.issuer.is_none() && !self.any_issuer {
+            return Err(invalid(format!(
+                "{url}: bind the set to its issuer (`issuer`), or opt out with `any_issuer`"
+            )));
+        }
         let s = &self.settings;
         if s.refresh_cooldown.is_zero() || s.cache_max_age.is_zero() || s.fetch_timeout.is_zero() {
             return Err(invalid(
                 "cooldown, max age and fetch timeout must be above zero".into(),
             ));
+        }
+        let bounds = [
+            ("refresh cooldown", s.refresh_cooldown, MAX_INTERVAL),
+            ("cache max age", s.cache_max_age, MAX_INTERVAL),
+            ("max staleness", s.max_staleness, MAX_STALENESS),
+            ("fetch timeout", s.fetch_timeout, MAX_FETCH_TIMEOUT),
+        ];
+        if let Some((name, _, max)) = bounds.iter().find(|(_, value, max)| value > max) {
+            return Err(invalid(format!(
+                "the {name} must be at most {} s",
+                max.as_secs()
+            )));
         }
         if s.max_bytes == 0 || s.max_keys == 0 {
             return Err(invalid(

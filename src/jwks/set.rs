@@ -8,7 +8,7 @@
 //! ask while one is pending share it. No lock is held across I/O: the one mutex
 //! guards a few counters.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,11 @@ struct Shared {
     /// The number of the last finished fetch (successful or not).
     finished: watch::Sender<u64>,
     started: AtomicBool,
+    /// When the keys in use stop verifying, in milliseconds after `epoch` (`u64::MAX`:
+    /// never). Checked on every lookup, so staleness fails closed even if the
+    /// fetching task is gone.
+    stale_at: AtomicU64,
+    epoch: Instant,
     /// The verified-token cache, told which keys left the set.
     cache: Option<Arc<VerifiedCache>>,
 }
@@ -103,6 +108,8 @@ impl KeySet {
                 }),
                 finished: watch::channel(0).0,
                 started: AtomicBool::new(false),
+                stale_at: AtomicU64::new(u64::MAX),
+                epoch: Instant::now(),
                 cache,
             }),
             wake: Arc::new(Notify::new()),
@@ -137,7 +144,7 @@ impl KeySet {
     ) -> Result<R, Miss> {
         self.start();
         let snapshot = self.shared.current.load();
-        if snapshot.keys.is_empty() {
+        if snapshot.keys.is_empty() || self.shared.is_stale() {
             return Err(Miss::Unavailable);
         }
         let keys = &snapshot.keys;
@@ -165,7 +172,7 @@ impl KeySet {
     /// Whether `key` is among the keys in use (a cached token verified by a key that
     /// left the set must be verified again).
     pub(crate) fn holds(&self, key: KeyId) -> bool {
-        self.shared.current.load().keys.iter().any(|k| k.id == key)
+        !self.shared.is_stale() && self.shared.current.load().keys.iter().any(|k| k.id == key)
     }
 
     /// Asks for a fetch because a token named an unknown `kid`. `None` when the
@@ -215,7 +222,11 @@ impl KeySet {
     fn finished_fetch(&self, target: u64) -> impl Future<Output = ()> + Send + 'static {
         let mut finished = self.shared.finished.subscribe();
         // Slack over the timeout: the fetch itself is bounded by it.
-        let bound = self.shared.settings.fetch_timeout + Duration::from_millis(100);
+        let bound = self
+            .shared
+            .settings
+            .fetch_timeout
+            .saturating_add(Duration::from_millis(100));
         async move {
             let _ = tokio::time::timeout(bound, finished.wait_for(|&n| n >= target)).await;
         }
@@ -223,6 +234,25 @@ impl KeySet {
 }
 
 impl Shared {
+    /// Whether the keys in use are past the max staleness.
+    fn is_stale(&self) -> bool {
+        let stale_at = self.stale_at.load(Ordering::Acquire);
+        stale_at != u64::MAX && self.millis(Instant::now()) >= stale_at
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The keys just confirmed stay in use until `max_staleness` from `now`; the
+    /// instant, if any, for the fetching task to drop them.
+    fn confirmed(&self, now: Instant) -> Option<Instant> {
+        let stale_at = now.checked_add(self.settings.max_staleness);
+        let millis = stale_at.map_or(u64::MAX, |at| self.millis(at).min(u64::MAX - 1));
+        self.stale_at.store(millis, Ordering::Release);
+        stale_at
+    }
+
     /// Numbers a new fetch; it serves every request waiting so far.
     fn begin_fetch(&self) -> u64 {
         let Ok(mut control) = self.control.lock() else {
@@ -318,6 +348,7 @@ async fn run(shared: Weak<Shared>, wake: Arc<Notify>) {
             #[cfg(feature = "tracing")]
             tracing::warn!(source = %set.source, "remote key set too stale: keys dropped");
             set.replace(Vec::new());
+            set.stale_at.store(u64::MAX, Ordering::Release);
             in_use = None;
             stale_at = None;
         }
@@ -335,18 +366,18 @@ async fn run(shared: Weak<Shared>, wake: Arc<Notify>) {
         let now = Instant::now();
         match result {
             Ok((keys, body, max_age)) => {
+                stale_at = set.confirmed(now);
                 if let Some(keys) = keys {
                     set.replace(keys);
                     in_use = Some(body);
                 }
                 failures = 0;
-                stale_at = Some(now + settings.max_staleness);
                 // `Cache-Control: max-age` within [cooldown, cache max age].
                 let floor = settings.refresh_cooldown.min(settings.cache_max_age);
                 let every = max_age
                     .unwrap_or(settings.cache_max_age)
                     .clamp(floor, settings.cache_max_age);
-                next_fetch = now + every;
+                next_fetch = now.checked_add(every).unwrap_or(far_future(now));
             }
             Err(_error) => {
                 #[cfg(feature = "tracing")]
@@ -356,11 +387,17 @@ async fn run(shared: Weak<Shared>, wake: Arc<Notify>) {
                 let backoff = FIRST_RETRY
                     .saturating_mul(1 << failures.saturating_sub(1).min(16))
                     .min(settings.refresh_cooldown);
-                next_fetch = now + backoff;
+                next_fetch = now.checked_add(backoff).unwrap_or(far_future(now));
             }
         }
         set.finished.send_replace(number);
     }
+}
+
+/// A wake-up far enough away to mean "not before something else happens".
+fn far_future(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(365 * 24 * 3600))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

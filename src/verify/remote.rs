@@ -53,7 +53,9 @@ impl Verifier<'_> {
                         return Err(TokenError::WrongType);
                     }
                     if payload.jti.is_empty() {
-                        payload.jti = crate::jwks::token_id(token);
+                        // From what the signature covers, never from the signature:
+                        // an ECDSA signature can be rewritten and still verify.
+                        payload.jti = crate::jwks::token_id(signing_input);
                     }
                     match issuer.rules.check(&payload, now) {
                         Err(TokenError::InvalidIssuer) => refused = Some(TokenError::InvalidIssuer),

@@ -322,3 +322,32 @@ pub fn claims(iss: &str, sub: &str) -> Value {
 pub fn install_crypto() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
+
+/// The same token with its ECDSA signature `(r, s)` rewritten as `(r, n - s)`: a
+/// different signature that verifies all the same (ES256 and ES384 only).
+pub fn malleate(token: &str, alg: Algorithm) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    const P256_N: &str = "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551";
+    const P384_N: &str = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973";
+    let n = match alg {
+        Algorithm::ES256 => P256_N,
+        Algorithm::ES384 => P384_N,
+        other => panic!("{other:?} signatures are not malleable this way"),
+    };
+    let n: Vec<u8> = (0..n.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&n[i..i + 2], 16).unwrap())
+        .collect();
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    let s = &mut signature[n.len()..];
+    // s := n - s, big-endian, with borrow.
+    let mut borrow = 0i16;
+    for (s, n) in s.iter_mut().zip(&n).rev() {
+        let d = i16::from(*n) - i16::from(*s) - borrow;
+        borrow = i16::from(d < 0);
+        *s = d.rem_euclid(256) as u8;
+    }
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
