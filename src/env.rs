@@ -89,19 +89,27 @@ impl JwtAuthBuilder {
                 b = b.signing_key(Key::hmac(alg, secret));
             }
         } else {
-            let public = var("JWT_PUBLIC_KEY")?
-                .ok_or_else(|| bad("JWT_PUBLIC_KEY", "required for asymmetric algorithms"))?;
-            b = match var("JWT_PRIVATE_KEY")? {
+            b = match (var("JWT_PRIVATE_KEY")?, var("JWT_PUBLIC_KEY")?) {
                 // Tokens carry the key's RFC 7638 thumbprint as `kid`, the id
                 // `JwtAuth::jwks` publishes it under.
-                Some(private) => {
-                    let key = Key::pem_pair(alg, private, public.as_bytes());
-                    match crate::keys::thumbprint(alg, public.as_bytes()) {
+                (Some(private), public) => {
+                    let key = match public {
+                        Some(public) => Key::pem_pair(alg, private, public),
+                        // The public half is derived from the private one.
+                        None => Key::private_pem(alg, private),
+                    };
+                    match key.thumbprint() {
                         Some(kid) => b.signing_key(key.kid(kid)),
                         None => b.signing_key(key),
                     }
                 }
-                None => b.verification_key(Key::public_pem(alg, public)),
+                (None, Some(public)) => b.verification_key(Key::public_pem(alg, public)),
+                (None, None) => {
+                    return Err(bad(
+                        "JWT_PRIVATE_KEY",
+                        "JWT_PRIVATE_KEY (or JWT_PUBLIC_KEY to verify only) is required for asymmetric algorithms",
+                    ));
+                }
             };
         }
         if let Some(d) = seconds("JWT_ACCESS_TOKEN_EXPIRES")? {

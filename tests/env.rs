@@ -120,9 +120,33 @@ fn reads_authx_variables_and_names_the_bad_one() {
     assert_eq!(jwks.keys.len(), 1);
     assert_eq!(header.kid, jwks.keys[0].common.key_id);
     assert_eq!(
-        header.kid.map(|k| k.len()),
+        header.kid.as_ref().map(|k| k.len()),
         Some(43),
         "the RFC 7638 thumbprint"
     );
+    let kid = header.kid.clone();
+
+    // SECURITY.md 13.9 (review R9): the private key alone is enough; its public half
+    // is derived, under the same thumbprint, and verifies what it signs.
+    clear(&["JWT_PUBLIC_KEY"]);
+    let alone = JwtAuth::from_env().expect("JWT_PRIVATE_KEY alone");
+    let token = alone.token_pair("alice").unwrap().access_token;
+    assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid, kid);
+    assert!(alone.verify(&token, TokenType::Access).is_ok());
+    assert!(
+        auth.verify(&token, TokenType::Access).is_ok(),
+        "one key pair"
+    );
+    // A mismatched pair is still refused.
+    set(&[("JWT_PUBLIC_KEY", &pem("attacker_ec_public.pem"))]);
+    assert!(matches!(
+        JwtAuth::from_env(),
+        Err(ConfigError::InvalidKey(_))
+    ));
+    clear(&["JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY"]);
+    match JwtAuth::from_env() {
+        Err(ConfigError::InvalidEnv { name, .. }) => assert_eq!(name, "JWT_PRIVATE_KEY"),
+        other => panic!("no key at all: {other:?}"),
+    }
     clear(&["JWT_ALGORITHM", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY"]);
 }

@@ -50,9 +50,10 @@ pub struct Key {
 #[derive(Clone)]
 enum Material {
     Secret(Vec<u8>),
+    /// At least one half; the public one is derived from the private one when absent.
     Pem {
         private: Option<Vec<u8>>,
-        public: Vec<u8>,
+        public: Option<Vec<u8>>,
     },
 }
 
@@ -93,7 +94,32 @@ impl Key {
             kid: None,
             material: Material::Pem {
                 private: Some(private_pem.as_ref().to_vec()),
-                public: public_pem.as_ref().to_vec(),
+                public: Some(public_pem.as_ref().to_vec()),
+            },
+        }
+    }
+
+    /// An asymmetric private key from PEM (RS*, PS*, ES256/384, EdDSA): signs, and
+    /// verifies with the public key derived from it.
+    ///
+    /// ```
+    /// use tower_jwt_auth::{Algorithm, JwtAuth, Key};
+    ///
+    /// let private = include_bytes!("../../tests/keys/ec_private.pem");
+    /// let auth = JwtAuth::builder()
+    ///     .signing_key(Key::private_pem(Algorithm::ES256, private))
+    ///     .build()?;
+    /// let token = auth.access_token("alice").issue()?;
+    /// assert!(auth.verify(&token, tower_jwt_auth::TokenType::Access).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn private_pem(alg: Algorithm, private_pem: impl AsRef<[u8]>) -> Self {
+        Self {
+            alg,
+            kid: None,
+            material: Material::Pem {
+                private: Some(private_pem.as_ref().to_vec()),
+                public: None,
             },
         }
     }
@@ -105,7 +131,7 @@ impl Key {
             kid: None,
             material: Material::Pem {
                 private: None,
-                public: public_pem.as_ref().to_vec(),
+                public: Some(public_pem.as_ref().to_vec()),
             },
         }
     }
@@ -115,6 +141,17 @@ impl Key {
     pub fn kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = Some(kid.into());
         self
+    }
+
+    /// The RFC 7638 thumbprint (SHA-256) of the public key, for an asymmetric key
+    /// that reads as its algorithm's.
+    pub(crate) fn thumbprint(&self) -> Option<String> {
+        install_provider();
+        self.prepare()
+            .ok()?
+            .public_jwk()?
+            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .ok()
     }
 
     pub(crate) fn can_sign(&self) -> bool {
@@ -176,13 +213,17 @@ impl Key {
                 }
                 KeyKind::Hmac(HmacKey::new(self.alg, secret))
             }
+            (Material::Pem { .. }, AlgorithmFamily::Hmac) => {
+                return Err(ConfigError::InvalidKey("HMAC keys are secrets".into()));
+            }
             (Material::Pem { public, .. }, family) => {
-                let key = match family {
-                    AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(public),
-                    AlgorithmFamily::Ec => DecodingKey::from_ec_pem(public),
-                    AlgorithmFamily::Ed => DecodingKey::from_ed_pem(public),
-                    AlgorithmFamily::Hmac => {
-                        return Err(ConfigError::InvalidKey("HMAC keys are secrets".into()));
+                let key = match (public, family) {
+                    (Some(public), AlgorithmFamily::Rsa) => DecodingKey::from_rsa_pem(public),
+                    (Some(public), AlgorithmFamily::Ec) => DecodingKey::from_ec_pem(public),
+                    (Some(public), _) => DecodingKey::from_ed_pem(public),
+                    (None, _) => {
+                        jsonwebtoken::jwk::Jwk::from_encoding_key(&self.encoding_key()?, self.alg)
+                            .and_then(|jwk| DecodingKey::from_jwk(&jwk))
                     }
                 }
                 .map_err(invalid)?;
@@ -228,22 +269,6 @@ fn pair_matches(signing: &EncodingKey, verifying: &VerifyingKey) -> bool {
                 .ok()
         })
         .is_some_and(|signature| verifying.verify(PROBE, &signature))
-}
-
-/// The RFC 7638 thumbprint (SHA-256) of a public PEM key, if it reads as `alg`'s.
-pub(crate) fn thumbprint(alg: Algorithm, public_pem: &[u8]) -> Option<String> {
-    install_provider();
-    let key = match alg.family() {
-        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(public_pem),
-        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(public_pem),
-        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(public_pem),
-        AlgorithmFamily::Hmac => return None,
-    }
-    .ok()?;
-    jsonwebtoken::jwk::Jwk::from_decoding_key(&key, Some(alg))
-        .ok()?
-        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
-        .ok()
 }
 
 pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
