@@ -117,8 +117,11 @@ impl JwtAuth {
         TokenBuilder::new(self, sub.into(), TokenType::Refresh)
     }
 
-    /// A new access token with the claims of `claims` (new `jti`, `iat`, `exp`;
+    /// A new access token with the claims of an access token (new `jti`, `iat`,
+    /// `exp`, never past the session's [end](crate::JwtAuthBuilder::max_session_lifetime);
     /// `fresh: false`; same CSRF value): what implicit refresh sets on a response.
+    /// The claims of a refresh token are refused ([`IssueError::NotAnAccessToken`]):
+    /// they mint access tokens through [`refresh`](Self::refresh) only.
     pub fn reissue_access(&self, claims: &TokenPayload) -> TokenBuilder<'_> {
         TokenBuilder::reissue(self, claims)
     }
@@ -151,21 +154,35 @@ impl JwtAuth {
         Ok(token)
     }
 
-    /// The access token implicit refresh sets: the claims of `claims` with a new
-    /// `jti`, `iat` and `exp` and `fresh: false`, signed without copying the claims.
-    pub fn reissue_token(&self, claims: &TokenPayload) -> Result<String, IssueError> {
+    /// What [`reissue_access(claims).issue()`](Self::reissue_access) signs, without
+    /// copying the claims: the implicit refresh of the layer.
+    pub(crate) fn reissue_signed(&self, claims: &TokenPayload) -> Result<String, IssueError> {
+        if claims.token_type != TokenType::Access {
+            return Err(IssueError::NotAnAccessToken);
+        }
         let iat = self.now();
         let jti = uuid::Uuid::new_v4().to_string();
+        // The session started no later than the token it continues.
+        let session_start = claims.session_start();
         self.sign(&Reissue {
             base: claims,
-            // The session started no later than the token it continues.
-            auth_time: Some(claims.session_start()),
+            auth_time: Some(session_start),
             jti: &jti,
             iat,
             nbf: None,
-            exp: iat.saturating_add(self.inner.access_ttl),
+            exp: self.expiry(iat, self.inner.access_ttl, session_start),
             fresh: false,
         })
+    }
+
+    /// When a token issued at `iat`, living `ttl` seconds, expires: never past the end
+    /// of its session (started at `session_start`).
+    pub(crate) fn expiry(&self, iat: u64, ttl: u64, session_start: u64) -> u64 {
+        let exp = iat.saturating_add(ttl);
+        match self.inner.rules.max_session {
+            Some(max) => exp.min(session_start.saturating_add(max)),
+            None => exp,
+        }
     }
 
     pub(crate) fn issuer(&self) -> Option<&str> {
@@ -263,6 +280,17 @@ impl JwtAuth {
         exp.saturating_add(self.inner.rules.leeway)
     }
 
+    /// The last instant a token of a family whose refresh tokens expire by
+    /// `refresh_exp` still verifies: the last refresh token verifies until its `exp`
+    /// plus leeway, and may mint an access token at that instant, which verifies
+    /// until its own `exp` plus leeway.
+    pub(crate) fn family_verifiable_until(&self, refresh_exp: u64) -> u64 {
+        self.verifiable_until(
+            self.verifiable_until(refresh_exp)
+                .saturating_add(self.inner.access_ttl),
+        )
+    }
+
     /// Appends `Set-Cookie` headers for a token pair: both token cookies (`HttpOnly`)
     /// and their CSRF cookies (readable by scripts). Never replaces other cookies.
     pub fn set_cookies(&self, headers: &mut HeaderMap, pair: &TokenPair) {
@@ -301,14 +329,11 @@ impl JwtAuth {
         let Some(store) = &self.inner.store else {
             return Ok(());
         };
-        // A member of the family may have minted an access token just before this
-        // revocation: the family stays revoked until that token expires too.
-        let family_until = self.verifiable_until(
+        let family_until = self.family_verifiable_until(
             token
                 .iat
                 .saturating_add(self.inner.refresh_ttl)
-                .max(token.exp)
-                .saturating_add(self.inner.access_ttl),
+                .max(token.exp),
         );
         store
             .revoke(Revocation {
@@ -376,9 +401,9 @@ impl JwtAuth {
                 next: &next.jti,
                 now: self.now(),
                 grace: self.inner.grace,
-                // As long as an access token minted from `next` may live, so that a
-                // family revocation (kept at least this long) covers it.
-                until: self.verifiable_until(next.exp.saturating_add(self.inner.access_ttl)),
+                // So that a family revocation (kept at least this long) covers every
+                // access token minted from `next`.
+                until: self.family_verifiable_until(next.exp),
             })
             .observed(StoreOp::Rotate)
             .await

@@ -322,7 +322,7 @@ impl JwtAuth {
             Plan::Reissue => {
                 // Re-issuing is best effort: the request is valid either way.
                 let set_cookie = self
-                    .reissue_token(&payload)
+                    .reissue_signed(&payload)
                     .ok()
                     .and_then(|token| self.inner.cookies.access_header(&token));
                 Ok(Admitted {

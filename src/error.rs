@@ -314,6 +314,11 @@ pub enum IssueError {
     /// [`TokenBuilder::claim`](crate::TokenBuilder::claim) was given a registered
     /// name (`sub`, `exp`, `nbf`, …), which only its own builder method may set.
     RegisteredClaim(String),
+    /// [`JwtAuth::reissue_access`](crate::JwtAuth::reissue_access) was given the
+    /// claims of a refresh token: an access token comes from a refresh token only
+    /// through [`JwtAuth::refresh`](crate::JwtAuth::refresh) (rotation and reuse
+    /// detection), and a refresh token only from a login or a rotation.
+    NotAnAccessToken,
 }
 
 impl fmt::Display for IssueError {
@@ -324,6 +329,9 @@ impl fmt::Display for IssueError {
             Self::RegisteredClaim(name) => write!(
                 f,
                 "`{name}` is a registered claim: set it with its own builder method, not `.claim`"
+            ),
+            Self::NotAnAccessToken => f.write_str(
+                "only an access token's claims can be re-issued; refresh through `refresh`",
             ),
         }
     }

@@ -106,14 +106,24 @@ impl<'a> TokenBuilder<'a> {
     /// An access token with the claims of `refresh` (scopes, custom claims, CSRF,
     /// family): what implicit refresh and explicit refresh mint.
     pub(crate) fn from_refresh(auth: &'a JwtAuth, refresh: &TokenPayload) -> Self {
-        let mut b = Self::reissue(auth, refresh);
+        let mut b = Self::continuing(auth, refresh);
         b.payload.token_type = TokenType::Access;
         b.payload.family = refresh.family.clone().or_else(|| Some(refresh.jti.clone()));
         b
     }
 
-    /// The same claims with a new `jti`, `iat` and `exp`, and `fresh: false`.
+    /// The same access token's claims with a new `jti`, `iat` and `exp`, and
+    /// `fresh: false`; refresh claims are refused ([`IssueError::NotAnAccessToken`]).
     pub(crate) fn reissue(auth: &'a JwtAuth, claims: &TokenPayload) -> Self {
+        let mut b = Self::continuing(auth, claims);
+        if claims.token_type != TokenType::Access {
+            b.error = Some(IssueError::NotAnAccessToken);
+        }
+        b
+    }
+
+    /// A token of the same session as `claims`, issued now.
+    fn continuing(auth: &'a JwtAuth, claims: &TokenPayload) -> Self {
         let now = auth.now();
         let mut payload = claims.clone();
         payload.jti = uuid();
@@ -214,12 +224,9 @@ impl<'a> TokenBuilder<'a> {
             TokenType::Access => self.auth.inner.access_ttl,
             TokenType::Refresh => self.auth.inner.refresh_ttl,
         });
-        self.payload.exp = self.payload.iat.saturating_add(ttl);
-        // No token outlives its session.
-        if let Some(max) = self.auth.inner.rules.max_session {
-            let start = self.payload.session_start();
-            self.payload.exp = self.payload.exp.min(start.saturating_add(max));
-        }
+        self.payload.exp = self
+            .auth
+            .expiry(self.payload.iat, ttl, self.payload.session_start());
         if self.payload.token_type == TokenType::Refresh {
             self.payload.fresh = false;
         }

@@ -289,7 +289,7 @@ fn issued_tokens_decode_with_jsonwebtoken() {
         )
         .pair()
         .unwrap();
-    let reissued = auth.reissue_token(&pair.access_claims).unwrap();
+    let reissued = auth.reissue_access(&pair.access_claims).issue().unwrap();
     for (token, claims) in [
         (&pair.access_token, Some(&pair.access_claims)),
         (&pair.refresh_token, Some(&pair.refresh_claims)),

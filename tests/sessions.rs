@@ -982,7 +982,7 @@ async fn review_max_session_lifetime_applies_without_auth_time() {
     );
     assert!(minted.access_claims.exp <= NOW + 3600);
     // Implicit re-issue keeps the start too.
-    let reissued = auth.reissue_token(&minted.access_claims).unwrap();
+    let reissued = auth.reissue_access(&minted.access_claims).issue().unwrap();
     let reissued = auth.verify(&reissued, TokenType::Access).unwrap();
     assert_eq!(reissued.auth_time, Some(NOW));
 
@@ -1041,5 +1041,82 @@ async fn an_access_token_minted_before_a_family_revocation_stays_revoked() {
         f.auth.verify_unrevoked(&minted, TokenType::Access).await,
         Err(tower_jwt_auth::TokenError::Revoked.into()),
         "the family's revocation must outlive the access tokens its refresh token minted"
+    );
+}
+
+/// SECURITY.md 13.11 (review R11): one re-issue path, for access tokens only, and
+/// clamped to the session's end like every other token; through the layer's implicit
+/// refresh as through the API.
+#[tokio::test]
+async fn reissuing_takes_access_tokens_only_and_never_outlives_the_session() {
+    let clock = ManualClock::new(NOW);
+    let auth = JwtAuth::builder()
+        .hs256(SECRET)
+        .clock(clock.clone())
+        .access_ttl(Duration::from_secs(15 * 60))
+        .implicit_refresh(ImplicitRefresh::window(Duration::from_secs(10 * 60)))
+        .max_session_lifetime(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let pair = auth.token_pair("alice").unwrap();
+    assert!(matches!(
+        auth.reissue_access(&pair.refresh_claims).issue(),
+        Err(tower_jwt_auth::IssueError::NotAnAccessToken)
+    ));
+
+    // Ten minutes before the session ends, inside the implicit-refresh window.
+    clock.set(NOW + 50 * 60);
+    let current = auth.access_token("alice").pair().unwrap();
+    let mut current = current.access_claims;
+    current.auth_time = Some(NOW);
+    let access = auth.reissue_access(&current).issue().unwrap();
+    let reissued = auth.verify(&access, TokenType::Access).unwrap();
+    assert_eq!(reissued.exp, NOW + 3600, "the API clamps");
+
+    clock.set(NOW + 52 * 60);
+    let f = Fixture {
+        auth: auth.clone(),
+        clock,
+        calls: Arc::new(AtomicUsize::new(0)),
+    };
+    let res = f
+        .send(Method::GET, "/", &[f.cookie(Some(&access), None)])
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let minted = new_access(&f, &res).expect("re-issued in the window");
+    let minted = auth.verify(&minted, TokenType::Access).unwrap();
+    assert_eq!(minted.exp, NOW + 3600, "the layer clamps too");
+    assert_eq!(minted.token_type, TokenType::Access);
+}
+
+/// SECURITY.md 13.12 (review R12): an access token minted from a refresh token inside
+/// that token's leeway (after its `exp`) verifies until its own `exp` plus leeway; the
+/// family's revocation must last that long, even after the store purged what it may.
+#[tokio::test]
+async fn a_family_revocation_covers_tokens_minted_inside_the_leeway() {
+    let f = fixture();
+    let pair = f.pair();
+    let refresh = &pair.refresh_claims;
+    // Past the refresh token's exp, within the 5 s leeway: the fallback still mints.
+    f.clock.set(refresh.exp + 5);
+    let res = f
+        .send(
+            Method::GET,
+            "/",
+            &[f.cookie(None, Some(&pair.refresh_token))],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let minted = new_access(&f, &res).expect("minted inside the leeway");
+    let minted_exp = f.auth.verify(&minted, TokenType::Access).unwrap().exp;
+    assert_eq!(minted_exp, refresh.exp + 5 + 15 * 60);
+    f.auth.revoke(refresh).await.unwrap();
+    // One second before the minted token stops verifying (its exp + 5 s leeway).
+    f.clock.set(minted_exp + 4);
+    let other = f.auth.token_pair("alice").unwrap();
+    f.auth.revoke(&other.access_claims).await.unwrap();
+    assert_eq!(
+        f.auth.verify_unrevoked(&minted, TokenType::Access).await,
+        Err(tower_jwt_auth::TokenError::Revoked.into()),
     );
 }
