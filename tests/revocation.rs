@@ -843,8 +843,9 @@ mod scenarios {
                 );
                 // After every exp, the next writes drop the old entries.
                 // A family is kept until the last access token its members could
-                // mint expires: refresh exp + access TTL (+ 5 s leeway).
-                clock.set(refresh_claims.exp + ACCESS_TTL / 2 + ACCESS_TTL + 10);
+                // mint stops verifying: refresh exp + leeway + access TTL + leeway
+                // (5 s each).
+                clock.set(refresh_claims.exp + ACCESS_TTL / 2 + ACCESS_TTL + 11);
                 let later = login(app.addr).await;
                 let res = logout(app.addr, &later).await;
                 assert_eq!(res.status, StatusCode::OK, "logout after expiry: {res:?}");
@@ -885,11 +886,14 @@ mod scenarios {
                         refresh_claims.exp + ACCESS_TTL - now,
                     ),
                 ];
-                for (key, remaining) in checks {
+                for (i, (key, remaining)) in checks.into_iter().enumerate() {
+                    // Families: a token minted inside the refresh token's leeway
+                    // verifies one more leeway past its own exp.
+                    let leeways = if i < 2 { 5 } else { 10 };
                     let ttl = redis_ttl(url, &key).await;
                     assert!(
-                        ttl > 0 && ttl as u64 <= remaining + 5,
-                        "TTL of {key} is {ttl}, token has {remaining} s left (+ 5 s leeway)"
+                        ttl > 0 && ttl as u64 <= remaining + leeways,
+                        "TTL of {key} is {ttl}, token has {remaining} s left (+ {leeways} s of leeway)"
                     );
                 }
                 auth.revoke_subject("test").await.unwrap();
@@ -901,8 +905,9 @@ mod scenarios {
                     "TTL of {key} is {ttl}, bound {bound}"
                 );
                 // Every key the store wrote has a TTL (the log stream is trimmed by age),
-                // a family's the longest: an access token minted by its last refresh token.
-                let bound = REFRESH_TTL + ACCESS_TTL + 5;
+                // a family's the longest: an access token minted by its last refresh token
+                // inside that token's leeway, and verifying for its own leeway.
+                let bound = REFRESH_TTL + ACCESS_TTL + 10;
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg("tower-jwt-auth:{*")
                     .query_async(&mut conn)
@@ -1395,6 +1400,62 @@ mod cluster {
             counts.push(keys_on(port).await);
         }
         counts
+    }
+
+    /// SECURITY.md 13.8 (review R8): after every original primary failed over once and
+    /// came back as a replica, an instance whose node list names those three starts
+    /// (it used to exit with `ClusterDown`) and serves, revocations included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_starts_after_every_primary_failed_over() {
+        let Some(mut cluster) = RedisCluster::start().await else {
+            return;
+        };
+        within(async {
+            let clock = ManualClock::starting_now();
+            let (a, auth) = instance(&cluster, &clock).await;
+            let revoked = session(&auth, "before");
+            assert_eq!(logout(a.addr, &revoked).await.status, StatusCode::OK);
+            let originals = cluster.masters().await;
+            for &primary in &originals {
+                cluster.kill(primary);
+                cluster.wait_for_failover(primary).await;
+                cluster.restart(primary).await;
+            }
+            let seeds: Vec<String> = originals
+                .iter()
+                .map(|&p| super::support::cluster::url(p))
+                .collect();
+            let store = RedisStore::builder()
+                .acknowledgement_timeout(Duration::from_secs(2))
+                .connect_cluster(&seeds)
+                .await
+                .expect("starts without a settled cluster");
+            let late = builder(&clock, Arc::new(store)).build().unwrap();
+            let c = serve(late.clone()).await;
+            let fresh = session(&late, "after");
+            until_status(
+                c.addr,
+                &fresh.access,
+                StatusCode::OK,
+                Duration::from_secs(15),
+            )
+            .await;
+            assert!(protected(c.addr, &revoked.access).await.is_revoked());
+            let res = logout(c.addr, &fresh).await;
+            assert_eq!(res.status, StatusCode::OK, "logout: {:?}", res.body);
+            for app in [&a, &c] {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !protected(app.addr, &fresh.access).await.is_revoked() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the logout never reached {}",
+                        app.addr
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+        .await;
     }
 
     /// Revocations across instances and slots, and reuse detection across instances.

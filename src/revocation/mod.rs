@@ -2,8 +2,12 @@
 //! records logouts and refresh-token rotations.
 //!
 //! The layer asks the store only after the signature and claims were verified, so a
-//! forged token never reaches it, and a rejected request never writes to it. A store
-//! error fails closed (503, gRPC `UNAVAILABLE`).
+//! forged token never reaches it. A rejected request writes to it in one case only, on
+//! purpose: a validly signed refresh token that was already rotated away (reuse, RFC
+//! 9700 §4.14.2) revokes its whole family while the request gets 401, because its
+//! holder may be a thief racing the owner. Every other rejection (bad signature or
+//! claims, wrong type, CSRF, scope, a revoked token) writes nothing. A store error
+//! fails closed (503, gRPC `UNAVAILABLE`).
 
 use std::fmt;
 use std::future::Future;
@@ -20,7 +24,7 @@ mod redis;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{RedisStore, RedisStoreBuilder};
 
 /// The answer of a store: ready at once (in-memory) or later (network).
 ///

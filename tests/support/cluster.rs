@@ -422,14 +422,24 @@ pub fn available() -> bool {
 }
 
 /// `n` distinct free loopback ports (held together while picked, so distinct).
+/// `n` free ports never handed out before in this process: a port freed by a killed
+/// node and taken by another test's cluster would let the two clusters gossip into one.
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut listeners = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        // Held until all are picked, so the kernel hands out distinct ports.
+        listeners.push(listener);
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 fn fresh_dir() -> PathBuf {

@@ -20,10 +20,31 @@ pub(super) enum Connection {
 }
 
 /// A primary to scan.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Node {
     host: String,
     port: u16,
+}
+
+/// Where the keys are (see [`Connection::placement`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Placement {
+    /// The node itself (`None`), or the live primaries of the cluster, which serve
+    /// every slot between them. While a slot has no live primary (a failover in
+    /// progress) `placement` is an error: a resynchronisation that skipped a shard
+    /// would call the mirror complete without that shard's revocations.
+    pub(super) primaries: Vec<Option<Node>>,
+    /// Each primary's address and slot ranges, sorted.
+    slots: Vec<(String, String)>,
+    /// Whether a primary has a slot migrating or importing.
+    pub(super) migrating: bool,
+}
+
+impl Placement {
+    /// Whether no key can have moved between `self` and `later`.
+    pub(super) fn settled_until(&self, later: &Self) -> bool {
+        !self.migrating && !later.migrating && self.slots == later.slots
+    }
 }
 
 impl Connection {
@@ -131,14 +152,17 @@ impl Connection {
         Ok(acknowledged >= 1)
     }
 
-    /// The primaries holding keys: the node itself, or the live primaries of the
-    /// cluster, which must serve every slot between them. While a slot has no live
-    /// primary (a failover in progress) this is an error: a resynchronisation that
-    /// skipped a shard would call the mirror complete without that shard's
-    /// revocations.
-    pub(super) async fn primaries(&mut self) -> RedisResult<Vec<Option<Node>>> {
+    /// Where the keys are now: the live primaries serving every slot, which slots each
+    /// serves, and whether any slot is being migrated. A scan of every primary is
+    /// complete only if no key moved between two nodes while it ran: a key migrated
+    /// from a node not scanned yet to one already scanned would be missed.
+    pub(super) async fn placement(&mut self) -> RedisResult<Placement> {
         match self {
-            Self::Single(_) => Ok(vec![None]),
+            Self::Single(_) => Ok(Placement {
+                primaries: vec![None],
+                slots: Vec::new(),
+                migrating: false,
+            }),
             Self::Cluster(c) => {
                 let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(c).await?;
                 let primaries = primaries_serving_every_slot(&nodes).ok_or_else(|| {
@@ -147,7 +171,20 @@ impl Connection {
                         "a slot has no live primary",
                     ))
                 })?;
-                Ok(primaries.into_iter().map(Some).collect())
+                // A node marks its own slots in migration (`[slot->-id]`, `[slot-<-id]`)
+                // only in its own `CLUSTER NODES`.
+                let mut migrating = false;
+                for node in &primaries {
+                    let mut cmd = redis::cmd("CLUSTER");
+                    cmd.arg("NODES");
+                    let own: String = self.on(Some(node), cmd).await?;
+                    migrating |= migrating_on_myself(&own);
+                }
+                Ok(Placement {
+                    slots: slot_map(&nodes),
+                    primaries: primaries.into_iter().map(Some).collect(),
+                    migrating,
+                })
             }
         }
     }
@@ -264,6 +301,38 @@ fn primaries_serving_every_slot(nodes: &str) -> Option<Vec<Node>> {
     served.iter().all(|s| *s).then_some(primaries)
 }
 
+/// Each live primary's address and its slot ranges (migration marks left out), sorted:
+/// two maps differ when a slot changed hands.
+fn slot_map(nodes: &str) -> Vec<(String, String)> {
+    let mut map: Vec<(String, String)> = nodes
+        .lines()
+        .filter(|line| primary(line).is_some())
+        .filter_map(|line| {
+            let address = line.split_whitespace().nth(1)?.to_owned();
+            let slots: Vec<&str> = line
+                .split_whitespace()
+                .skip(8)
+                .filter(|f| !f.starts_with('['))
+                .collect();
+            Some((address, slots.join(" ")))
+        })
+        .collect();
+    map.sort();
+    map
+}
+
+/// Whether the node answering `CLUSTER NODES` marks a slot of its own as migrating
+/// or importing.
+fn migrating_on_myself(nodes: &str) -> bool {
+    nodes.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let myself = fields
+            .nth(2)
+            .is_some_and(|flags| flags.split(',').any(|f| f == "myself"));
+        myself && line.split_whitespace().skip(8).any(|f| f.starts_with('['))
+    })
+}
+
 /// A live primary from a `CLUSTER NODES` line (`id host:port@bus flags …`).
 fn primary(line: &str) -> Option<Node> {
     let mut fields = line.split_whitespace();
@@ -335,6 +404,41 @@ c3 127.0.0.1:7002@17002 master - 0 0 3 connected 10923-16383";
         assert!(primaries_serving_every_slot(&healthy.replace("10924-16383", "")).is_none());
         assert!(primaries_serving_every_slot("garbage").is_none());
         assert!(primaries_serving_every_slot(&healthy.replace("0-5460", "0-99999")).is_none());
+    }
+
+    /// SECURITY.md 13.7 (review R7): a slot in migration, or a slot that changed
+    /// hands, makes a scan of every primary incomplete.
+    #[test]
+    fn sees_slots_in_migration_and_slots_that_moved() {
+        let source = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460 [77->-b2]
+b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-16383";
+        let target = "\
+a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 myself,master - 0 0 2 connected 5461-16383 [77-<-a1]";
+        let other = "\
+a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-5460 [77->-b2]
+b2 127.0.0.1:7001@17001 myself,master - 0 0 2 connected 5461-16383";
+        assert!(migrating_on_myself(source));
+        assert!(migrating_on_myself(target));
+        assert!(
+            !migrating_on_myself(other),
+            "another node's mark is not this one's"
+        );
+        assert_eq!(slot_map(source), slot_map(target), "marks are not slots");
+        let moved = "\
+a1 127.0.0.1:7000@17000 master - 0 0 1 connected 0-76 78-5460
+b2 127.0.0.1:7001@17001 myself,master - 0 0 2 connected 77 5461-16383";
+        assert_ne!(slot_map(source), slot_map(moved));
+        let place = |nodes: &str, migrating| Placement {
+            primaries: Vec::new(),
+            slots: slot_map(nodes),
+            migrating,
+        };
+        assert!(place(other, false).settled_until(&place(other, false)));
+        assert!(!place(other, false).settled_until(&place(moved, false)));
+        assert!(!place(other, true).settled_until(&place(other, false)));
+        assert!(!place(other, false).settled_until(&place(other, true)));
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::revocation::{StoreError, TokenStatus};
 const SHARDS: usize = 16;
 /// Entries read from the log per `XREAD`.
 const READ_COUNT: usize = 512;
+/// Scans of every primary a resynchronisation makes at most while slots migrate.
+const SCAN_PASSES: usize = 3;
 
 /// One revocation, as written to the log and applied to every mirror.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +75,16 @@ impl Entry {
             subject: number("b").zip(number("bu")),
         })
     }
+}
+
+/// The `p` field of a log entry: the id of the entry appended before it.
+fn previous_of(fields: &[Value]) -> Option<String> {
+    fields.chunks(2).find_map(|pair| match pair {
+        [Value::BulkString(k), Value::BulkString(v)] if k == b"p" => {
+            String::from_utf8(v.clone()).ok()
+        }
+        _ => None,
+    })
 }
 
 /// An id as the mirror keys it: a uuid (what this crate and AuthX issue) in 16 bytes,
@@ -380,7 +392,8 @@ pub(super) async fn run(
                 tracing::warn!(error = ?e.kind(), "revocation log interrupted; resynchronising");
             }
         }
-        tokio::time::sleep(backoff).await;
+        // Jittered: instances that lost Redis together do not come back together.
+        tokio::time::sleep(super::jitter(backoff)).await;
         backoff = (backoff * 2).min(block.max(Duration::from_millis(200)));
     }
 }
@@ -401,15 +414,25 @@ pub(super) async fn synchronise(
 
     let fresh = shards();
     let pattern = keys.pattern();
-    for node in conn.primaries().await? {
-        let mut cursor = 0;
-        loop {
-            let (next, batch) = conn.scan(node.as_ref(), cursor, &pattern).await?;
-            load(&fresh, conn, node.as_ref(), keys, &batch).await?;
-            cursor = next;
-            if cursor == 0 {
-                break;
+    // A key that moves between two primaries during a pass (slot migration) can be
+    // missed by it: scan again until a pass ran while nothing moved. Passes add up,
+    // so if slots keep moving the last passes together still hold every key that
+    // moved at most once meanwhile.
+    for _ in 0..SCAN_PASSES {
+        let before = conn.placement().await?;
+        for node in &before.primaries {
+            let mut cursor = 0;
+            loop {
+                let (next, batch) = conn.scan(node.as_ref(), cursor, &pattern).await?;
+                load(&fresh, conn, node.as_ref(), keys, &batch).await?;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
+        }
+        if before.settled_until(&conn.placement().await?) {
+            break;
         }
     }
     mirror.replace(fresh);
@@ -499,13 +522,28 @@ async fn follow(
             .arg(&log)
             .arg(&last);
         let reply: Value = conn.on_node_of_once(&log, read).await?;
-        for (id, entry) in entries(&reply) {
+        let entries = entries(&reply);
+        // Only a read that drained the log proves it knew everything written before
+        // it was sent; a full batch may have left entries behind.
+        let drained = entries.len() < READ_COUNT;
+        for (id, previous, entry) in entries {
+            // Each entry names the one appended before it: another name means entries
+            // between were trimmed before this mirror read them (or a promoted replica
+            // never had them).
+            if previous.is_some_and(|p| p != last) {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "revocation log entries missed",
+                )));
+            }
             if let Some(entry) = entry {
                 mirror.apply(&entry);
             }
             last = id;
         }
-        mirror.heard(sent);
+        if drained {
+            mirror.heard(sent);
+        }
         mirror.purge_some();
     }
 }
@@ -524,8 +562,10 @@ fn first_id(reply: &Value) -> Option<String> {
     }
 }
 
-/// The entries of an `XREAD` reply on one stream: id and parsed entry.
-fn entries(reply: &Value) -> Vec<(String, Option<Entry>)> {
+/// The entries of an `XREAD` reply on one stream: id, the id of the entry appended
+/// before it (absent from entries not written by this crate's append), and the parsed
+/// entry.
+fn entries(reply: &Value) -> Vec<(String, Option<String>, Option<Entry>)> {
     let mut out = Vec::new();
     let Value::Array(streams) = reply else {
         return out;
@@ -545,7 +585,7 @@ fn entries(reply: &Value) -> Vec<(String, Option<Entry>)> {
                 continue;
             };
             if let Ok(id) = String::from_utf8(id.clone()) {
-                out.push((id, Entry::from_fields(fields)));
+                out.push((id, previous_of(fields), Entry::from_fields(fields)));
             }
         }
     }

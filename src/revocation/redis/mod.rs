@@ -21,9 +21,9 @@
 //! The key layout (every multi-key script touches one slot) is in the `keys` module's
 //! documentation, reproduced in the README.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -54,6 +54,14 @@ pub struct RedisStoreBuilder {
     acknowledgement: Duration,
     log_retention: Duration,
 }
+
+/// The shortest log retention: far above any staleness bound, so a follower that
+/// keeps up never finds its next entries trimmed.
+const MIN_RETENTION: Duration = Duration::from_secs(60);
+/// The longest round-trip timeout and acknowledgement wait accepted.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// The longest staleness bound accepted.
+const MAX_STALENESS: Duration = Duration::from_secs(3600);
 
 impl Default for RedisStoreBuilder {
     fn default() -> Self {
@@ -96,52 +104,106 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long revocation log entries are kept (default 10 minutes). An instance
-    /// disconnected for longer resynchronises from the keys anyway.
+    /// How long revocation log entries are kept (default 10 minutes), measured on
+    /// Redis's own entry ids (never the writer's clock), and at least a minute and ten
+    /// staleness bounds: a shorter value is raised to that. An instance disconnected
+    /// for longer, or that finds entries it had not read trimmed, resynchronises from
+    /// the keys.
     pub fn log_retention(mut self, retention: Duration) -> Self {
         self.log_retention = retention;
         self
     }
 
+    /// The retention in force: at least [`MIN_RETENTION`] and ten staleness bounds.
+    fn retention(&self) -> Duration {
+        self.log_retention
+            .max(MIN_RETENTION)
+            .max(self.max_staleness.saturating_mul(10))
+    }
+
+    /// Refuses settings whose sums would overflow or that no deployment means.
+    fn check(&self) -> Result<(), StoreError> {
+        let bounded = [
+            ("timeout", self.timeout, Duration::from_millis(1), MAX_WAIT),
+            (
+                "acknowledgement timeout",
+                self.acknowledgement,
+                Duration::ZERO,
+                MAX_WAIT,
+            ),
+            (
+                "staleness bound",
+                self.max_staleness,
+                Duration::ZERO,
+                MAX_STALENESS,
+            ),
+        ];
+        for (name, value, min, max) in bounded {
+            if value < min || value > max {
+                return Err(StoreError::new(format!(
+                    "redis: the {name} must be between {min:?} and {max:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Connects to one Redis node (for example `redis://127.0.0.1:6379`) and, with a
-    /// staleness bound, loads the mirror before returning.
+    /// staleness bound, loads the mirror before returning (within twenty timeouts;
+    /// past them the mirror goes on loading in the background, failing closed).
+    ///
+    /// A Redis that is down or unreachable is no error: the store answers every call
+    /// with an error (the layer answers 503, [`health`](RevocationStore::health) is
+    /// not ready) and becomes ready once Redis is, without a restart. Only a URL that
+    /// does not parse, or out-of-range settings, are errors.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        self.check()?;
         let client = redis::Client::open(url).map_err(|e| store_error(&e))?;
-        let manager = |response: Duration| {
-            let config = ConnectionManagerConfig::new()
-                .set_number_of_retries(1)
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(response));
-            ConnectionManager::new_with_config(client.clone(), config)
+        let settings = self.clone();
+        let open = move || {
+            let (client, s) = (client.clone(), settings.clone());
+            Box::pin(async move {
+                let manager = |response: Duration| {
+                    let config = ConnectionManagerConfig::new()
+                        .set_number_of_retries(1)
+                        .set_connection_timeout(Some(s.timeout))
+                        .set_response_timeout(Some(response));
+                    ConnectionManager::new_with_config(client.clone(), config)
+                };
+                let reads = manager(s.timeout).await?;
+                // Writes wait for replicas: their own connection, so no check queues
+                // behind.
+                let writes = manager(s.timeout.saturating_add(s.acknowledgement)).await?;
+                let follower = match s.max_staleness.is_zero() {
+                    true => None,
+                    false => Some(Connection::Single(
+                        manager(s.block().saturating_add(s.timeout)).await?,
+                    )),
+                };
+                Ok(Links {
+                    reads: Connection::Single(reads),
+                    writes: Connection::Single(writes),
+                    follower,
+                })
+            }) as Opening
         };
-        let reads = manager(self.timeout).await.map_err(|e| store_error(&e))?;
-        // Writes wait for replicas: their own connection, so no check queues behind.
-        let writes = manager(self.timeout + self.acknowledgement)
-            .await
-            .map_err(|e| store_error(&e))?;
-        let follower = if self.max_staleness.is_zero() {
-            None
-        } else {
-            let response = self.block() + self.timeout;
-            let follower = manager(response).await.map_err(|e| store_error(&e))?;
-            Some(Connection::Single(follower))
-        };
-        self.finish(
-            Connection::Single(reads),
-            Connection::Single(writes),
-            follower,
-        )
-        .await
+        self.finish(Box::new(open)).await
     }
 
     /// Connects to a Redis Cluster (or Valkey in cluster mode) through any of its
     /// nodes (`redis://127.0.0.1:7000`, …). MOVED/ASK redirections, topology changes
     /// and failovers are handled by the `redis` crate's cluster client.
+    ///
+    /// A cluster that is down, unreachable or settling (`CLUSTERDOWN`, a node still
+    /// loading, seed nodes that came back as replicas) is no error: as with
+    /// [`connect`](Self::connect), the store fails closed and becomes ready when the
+    /// cluster is.
     pub async fn connect_cluster<I, S>(self, nodes: I) -> Result<RedisStore, StoreError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.check()?;
         let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
         let client = |response: Duration, retries: u32| {
             ClusterClient::builder(nodes.clone())
@@ -149,36 +211,32 @@ impl RedisStoreBuilder {
                 .response_timeout(response)
                 .retries(retries)
                 .build()
+                .map_err(|e| store_error(&e))
         };
-        let c = client(self.timeout, 2).map_err(|e| store_error(&e))?;
-        let reads = c
-            .get_async_connection()
-            .await
-            .map_err(|e| store_error(&e))?;
-        let w = client(self.timeout + self.acknowledgement, 2).map_err(|e| store_error(&e))?;
-        let writes = w
-            .get_async_connection()
-            .await
-            .map_err(|e| store_error(&e))?;
-        let follower = if self.max_staleness.is_zero() {
-            None
-        } else {
-            // No retries: a redirection after a failover must surface as a gap, so the
-            // mirror resynchronises instead of reading on from an id the new primary
-            // may never have had.
-            let f = client(self.block() + self.timeout, 0).map_err(|e| store_error(&e))?;
-            let follower = f
-                .get_async_connection()
-                .await
-                .map_err(|e| store_error(&e))?;
-            Some(Connection::Cluster(follower))
+        let reads = client(self.timeout, 2)?;
+        let writes = client(self.timeout.saturating_add(self.acknowledgement), 2)?;
+        // No retries: a redirection after a failover must surface as a gap, so the
+        // mirror resynchronises instead of reading on from an id the new primary may
+        // never have had.
+        let follower = client(self.block().saturating_add(self.timeout), 0)?;
+        let with_mirror = !self.max_staleness.is_zero();
+        let open = move || {
+            let (reads, writes, follower) = (reads.clone(), writes.clone(), follower.clone());
+            Box::pin(async move {
+                let reads = reads.get_async_connection().await?;
+                let writes = writes.get_async_connection().await?;
+                let follower = match with_mirror {
+                    true => Some(Connection::Cluster(follower.get_async_connection().await?)),
+                    false => None,
+                };
+                Ok(Links {
+                    reads: Connection::Cluster(reads),
+                    writes: Connection::Cluster(writes),
+                    follower,
+                })
+            }) as Opening
         };
-        self.finish(
-            Connection::Cluster(reads),
-            Connection::Cluster(writes),
-            follower,
-        )
-        .await
+        self.finish(Box::new(open)).await
     }
 
     /// How long one blocking log read waits: well within the staleness bound, so a
@@ -187,45 +245,94 @@ impl RedisStoreBuilder {
         (self.max_staleness / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
-    async fn finish(
-        self,
-        reads: Connection,
-        writes: Connection,
-        follower: Option<Connection>,
-    ) -> Result<RedisStore, StoreError> {
+    /// Opens the connections and loads the mirror, each bounded; what could not be
+    /// done in time goes on in the background (the store fails closed meanwhile).
+    async fn finish(self, open: Box<Open>) -> Result<RedisStore, StoreError> {
         let keys = Keys::new(self.prefix.clone());
-        let (mirror, task) = match follower {
-            None => (None, None),
-            Some(mut follower) => {
-                let mirror = Arc::new(Mirror::new(self.max_staleness));
-                let first = mirror::synchronise(&mirror, &mut follower, &keys);
-                let last = tokio::time::timeout(self.timeout * 20, first)
-                    .await
-                    .map_err(|_| StoreError::new("redis: timed out loading the mirror"))?
-                    .map_err(|e| store_error(&e))?;
-                let task = tokio::spawn(mirror::run(
-                    Arc::clone(&mirror),
-                    follower,
-                    keys.clone(),
-                    self.block(),
-                    Some(last),
-                ));
-                (Some(mirror), Some(AbortOnDrop(task.abort_handle())))
+        let mirror =
+            (!self.max_staleness.is_zero()).then(|| Arc::new(Mirror::new(self.max_staleness)));
+        let links = Arc::new(OnceLock::new());
+        let bound = self.timeout.saturating_mul(4);
+        let mut first = None;
+        if let Ok(Ok(opened)) = tokio::time::timeout(bound, open()).await {
+            let mut follower = opened.follower.clone();
+            let _ = links.set(opened);
+            if let (Some(mirror), Some(follower)) = (&mirror, follower.as_mut()) {
+                let load = mirror::synchronise(mirror, follower, &keys);
+                if let Ok(Ok(last)) =
+                    tokio::time::timeout(self.timeout.saturating_mul(20), load).await
+                {
+                    first = Some(last);
+                }
             }
-        };
+        }
+        let task = tokio::spawn(keep_up(
+            open,
+            Arc::clone(&links),
+            mirror.clone(),
+            keys.clone(),
+            self.block(),
+            first,
+        ));
         Ok(RedisStore {
             shared: Arc::new(Shared {
-                reads,
-                writes,
+                links,
                 keys,
                 scripts: Scripts::new(),
                 mirror,
                 settings: self,
                 replicas_seen: AtomicUsize::new(0),
-                _task: task,
+                _task: AbortOnDrop(task.abort_handle()),
             }),
         })
     }
+}
+
+/// The store's connections, opened once (each then reconnects by itself).
+struct Links {
+    reads: Connection,
+    writes: Connection,
+    follower: Option<Connection>,
+}
+
+type Opening = std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<Links>> + Send>>;
+type Open = dyn Fn() -> Opening + Send + Sync;
+
+/// The background task: opens the connections if they are not open yet (retrying
+/// with backoff and jitter, so instances started together do not retry together),
+/// then keeps the mirror.
+async fn keep_up(
+    open: Box<Open>,
+    links: Arc<OnceLock<Links>>,
+    mirror: Option<Arc<Mirror>>,
+    keys: Keys,
+    block: Duration,
+    first: Option<String>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    while links.get().is_none() {
+        match open().await {
+            Ok(opened) => {
+                let _ = links.set(opened);
+            }
+            Err(_e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(error = ?_e.kind(), "redis unreachable; revocation store failing closed");
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = backoff.saturating_mul(2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    let follower = links.get().and_then(|l| l.follower.clone());
+    if let (Some(mirror), Some(follower)) = (mirror, follower) {
+        mirror::run(mirror, follower, keys, block, first).await;
+    }
+}
+
+/// Between half and all of `d`, at random.
+pub(super) fn jitter(d: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() % 1024) as u32;
+    d / 2 + (d / 2) * random / 1024
 }
 
 /// Stops the mirror's task with the last clone of the store.
@@ -238,15 +345,15 @@ impl Drop for AbortOnDrop {
 }
 
 struct Shared {
-    reads: Connection,
-    writes: Connection,
+    /// Empty until Redis could be reached.
+    links: Arc<OnceLock<Links>>,
     keys: Keys,
     scripts: Scripts,
     mirror: Option<Arc<Mirror>>,
     settings: RedisStoreBuilder,
     /// The most replicas a primary was seen with.
     replicas_seen: AtomicUsize,
-    _task: Option<AbortOnDrop>,
+    _task: AbortOnDrop,
 }
 
 /// Revocations in Redis or Redis Cluster, shared by every instance, checked from a
@@ -337,11 +444,27 @@ impl RedisStore {
     /// acknowledgement.
     fn write_bound(&self) -> Duration {
         let s = &self.shared.settings;
-        (s.timeout + s.acknowledgement) * 2
+        s.timeout
+            .saturating_add(s.acknowledgement)
+            .saturating_mul(2)
     }
 }
 
 impl Shared {
+    fn links(&self) -> Result<&Links, StoreError> {
+        self.links
+            .get()
+            .ok_or_else(|| StoreError::new("redis: not connected yet"))
+    }
+
+    fn reads(&self) -> Result<Connection, StoreError> {
+        self.links().map(|l| l.reads.clone())
+    }
+
+    fn writes(&self) -> Result<Connection, StoreError> {
+        self.links().map(|l| l.writes.clone())
+    }
+
     /// Waits for `key`'s writes to reach a replica, or fails.
     ///
     /// Once any replica was seen, every write needs one: a replica that dropped off
@@ -371,20 +494,16 @@ impl Shared {
     /// to this instance's mirror at once.
     async fn publish(&self, conn: &mut Connection, entry: Entry) -> Result<(), StoreError> {
         let log = self.keys.log();
-        let retention_ms = u64::try_from(self.settings.log_retention.as_millis()).unwrap_or(0);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
-        let mut add = redis::cmd("XADD");
-        add.arg(&log)
-            .arg("MINID")
-            .arg("~")
-            .arg(now_ms.saturating_sub(retention_ms))
-            .arg("*");
+        let retention_ms = u64::try_from(self.settings.retention().as_millis()).unwrap_or(u64::MAX);
+        let mut args = vec![retention_ms.to_string()];
         for (field, value) in entry.fields() {
-            add.arg(field).arg(value);
+            args.push(field.to_owned());
+            args.push(value);
         }
-        let _: String = conn.query(&add).await.map_err(|e| store_error(&e))?;
+        let _: String = conn
+            .invoke(&self.scripts.append, std::slice::from_ref(&log), &args)
+            .await
+            .map_err(|e| store_error(&e))?;
         self.acknowledge(conn, &log).await?;
         if let Some(mirror) = &self.mirror {
             mirror.apply(&entry);
@@ -429,7 +548,7 @@ impl RevocationStore for RedisStore {
         let shared = Arc::clone(shared);
         let bound = self.write_bound();
         self.run(bound, async move {
-            let mut conn = shared.reads.clone();
+            let mut conn = shared.reads()?;
             let (code, until): Outcome = conn
                 .invoke(&shared.scripts.check, &list, &args)
                 .await
@@ -438,7 +557,7 @@ impl RevocationStore for RedisStore {
                 0 => Ok(TokenStatus::Active),
                 1 => {
                     // The script revoked the family: make it durable and known.
-                    let mut writes = shared.writes.clone();
+                    let mut writes = shared.writes()?;
                     if let Some(mut entry) = reused {
                         if let Some((_, u)) = entry.family.as_mut() {
                             *u = until;
@@ -472,7 +591,7 @@ impl RevocationStore for RedisStore {
         );
         let shared = Arc::clone(&self.shared);
         self.run(self.write_bound(), async move {
-            let mut conn = shared.writes.clone();
+            let mut conn = shared.writes()?;
             let (token_until, family_until): (u64, u64) = conn
                 .invoke(&shared.scripts.revoke, &list, &args)
                 .await
@@ -498,7 +617,7 @@ impl RevocationStore for RedisStore {
         let sub = sub.to_owned();
         let shared = Arc::clone(&self.shared);
         self.run(self.write_bound(), async move {
-            let mut conn = shared.writes.clone();
+            let mut conn = shared.writes()?;
             let kept: (u64, u64) = conn
                 .invoke(&shared.scripts.revoke_subject, &list, &args)
                 .await
@@ -529,7 +648,7 @@ impl RevocationStore for RedisStore {
         let (sub, family) = (r.sub.to_owned(), r.family.to_owned());
         let shared = Arc::clone(&self.shared);
         self.run(self.write_bound(), async move {
-            let mut conn = shared.writes.clone();
+            let mut conn = shared.writes()?;
             let (code, until): Outcome = conn
                 .invoke(&shared.scripts.rotate, &list, &args)
                 .await
@@ -556,7 +675,7 @@ impl RevocationStore for RedisStore {
     fn health(&self) -> StoreFuture<StoreHealth> {
         let shared = Arc::clone(&self.shared);
         self.run(self.shared.settings.timeout, async move {
-            let mut conn = shared.reads.clone();
+            let mut conn = shared.reads()?;
             let _: String = conn
                 .query(&redis::cmd("PING"))
                 .await

@@ -99,12 +99,29 @@ redis.call('EXPIRE', KEYS[1], ttl)
 return {0, 0}
 ";
 
+/// Appends a revocation to the log and trims entries older than the retention, both
+/// by Redis's own ids (never the writer's clock): `KEYS` log; `ARGV` retention in
+/// milliseconds, then the entry's field/value pairs. The entry names the entry before
+/// it (`p`, `0-0` for the first): a follower that reads another predecessor than the
+/// last entry it read knows it missed entries. Returns the entry's id.
+const APPEND: &str = r"
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local previous = '0-0'
+if #newest > 0 then previous = newest[1][1] end
+local id = redis.call('XADD', KEYS[1], '*', 'p', previous, unpack(ARGV, 2))
+local ms = tonumber(string.match(id, '^(%d+)'))
+local floor = ms - tonumber(ARGV[1])
+if floor > 0 then redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', floor)) end
+return id
+";
+
 /// The scripts, hashed once.
 pub(super) struct Scripts {
     pub(super) check: redis::Script,
     pub(super) revoke: redis::Script,
     pub(super) revoke_subject: redis::Script,
     pub(super) rotate: redis::Script,
+    pub(super) append: redis::Script,
 }
 
 impl Scripts {
@@ -114,6 +131,7 @@ impl Scripts {
             revoke: redis::Script::new(REVOKE),
             revoke_subject: redis::Script::new(REVOKE_SUBJECT),
             rotate: redis::Script::new(ROTATE),
+            append: redis::Script::new(APPEND),
         }
     }
 }
