@@ -199,7 +199,9 @@ impl Serialize for Reissue<'_> {
         m.serialize_entry("sub", &p.sub)?;
         m.serialize_entry("jti", self.jti)?;
         m.serialize_entry("type", &p.token_type)?;
-        if p.token_type == TokenType::Access {
+        // Refresh tokens of this crate carry no `fresh`; one parsed with `fresh: true`
+        // keeps it, so serializing never changes what was verified.
+        if p.token_type == TokenType::Access || self.fresh {
             m.serialize_entry("fresh", &self.fresh)?;
         }
         if let Some(csrf) = &p.csrf {
@@ -550,5 +552,17 @@ mod tests {
         assert_eq!(p, again);
         assert!(p.has_scope("r"));
         assert_eq!(p.claim::<serde_json::Value>("tenant").unwrap()["id"], 1);
+    }
+
+    /// Found by the `claims` fuzz target: a refresh token's `fresh: true` was dropped
+    /// by serializing, so a round trip changed the claims.
+    #[test]
+    fn a_fresh_refresh_token_round_trips() {
+        let j = r#"{"sub":"a","jti":"j","type":"refresh","fresh":true,"csrf":"c","iat":1,"exp":2}"#;
+        let p = parse(j).unwrap();
+        assert_eq!(parse(&serde_json::to_string(&p).unwrap()).unwrap(), p);
+        let own = r#"{"sub":"a","jti":"j","type":"refresh","csrf":"c","iat":1,"exp":2}"#;
+        let json = serde_json::to_string(&parse(own).unwrap()).unwrap();
+        assert!(!json.contains(r#""fresh""#), "{json}");
     }
 }
