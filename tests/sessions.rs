@@ -356,6 +356,16 @@ async fn s7_10_expired_access_cookie_falls_back_to_the_refresh_cookie() {
 }
 
 impl Fixture {
+    /// A request with the refresh cookie alone: it must pass, and the access token
+    /// minted from the refresh cookie is returned.
+    async fn resume_from_refresh_cookie(&self, refresh_token: &str) -> String {
+        let res = self
+            .send(Method::GET, "/", &[self.cookie(None, Some(refresh_token))])
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        new_access(self, &res).expect("an access cookie minted from the refresh cookie")
+    }
+
     fn clock_now(&self) -> u64 {
         use tower_jwt_auth::Clock;
         self.clock.now()
@@ -1022,15 +1032,7 @@ async fn an_access_token_minted_before_a_family_revocation_stays_revoked() {
     let refresh = &pair.refresh_claims;
     // The access cookie has expired, the refresh cookie has a minute left.
     f.clock.set(refresh.exp - 60);
-    let res = f
-        .send(
-            Method::GET,
-            "/",
-            &[f.cookie(None, Some(&pair.refresh_token))],
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let minted = new_access(&f, &res).expect("an access cookie minted from the refresh token");
+    let minted = f.resume_from_refresh_cookie(&pair.refresh_token).await;
     f.auth.revoke(refresh).await.unwrap();
     // Past the refresh token's exp and leeway; the minted token lives 14 more minutes.
     f.clock.set(refresh.exp + 60);
@@ -1099,15 +1101,7 @@ async fn a_family_revocation_covers_tokens_minted_inside_the_leeway() {
     let refresh = &pair.refresh_claims;
     // Past the refresh token's exp, within the 5 s leeway: the fallback still mints.
     f.clock.set(refresh.exp + 5);
-    let res = f
-        .send(
-            Method::GET,
-            "/",
-            &[f.cookie(None, Some(&pair.refresh_token))],
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let minted = new_access(&f, &res).expect("minted inside the leeway");
+    let minted = f.resume_from_refresh_cookie(&pair.refresh_token).await;
     let minted_exp = f.auth.verify(&minted, TokenType::Access).unwrap().exp;
     assert_eq!(minted_exp, refresh.exp + 5 + 15 * 60);
     f.auth.revoke(refresh).await.unwrap();
